@@ -1,0 +1,94 @@
+"""The regime interface: how a batch becomes a loss and an update.
+
+The training loop owns the schedule, the step counter, evaluation, checkpoints, metrics and
+timing; a regime only decides what happens to one batch (timm's ``TrainingTask`` returns a
+dict of losses the same way). Adversarial, DP and poisoning regimes plug in here without
+touching the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from ..spec import Registry
+
+REGIMES = Registry("regime")
+
+
+@dataclass
+class TrainingSetup:
+    """What a regime may wrap before training starts (DP wraps all three)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: Any  # an iterable of (x, y) batches; DP may replace it
+    total_steps: int  # optimizer steps planned for the whole trial
+    epochs: int
+    dataset_size: int
+    batch_size: int
+    device: torch.device
+    generator: torch.Generator
+
+
+class Regime:
+    """Standard training; subclasses override only what differs."""
+
+    name = "standard"
+
+    def prepare(self, setup: TrainingSetup) -> TrainingSetup:
+        """Wrap the model, optimizer or loader once, before the first step."""
+        return setup
+
+    def losses(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+               progress: float) -> dict[str, torch.Tensor]:
+        """Return at least ``loss`` (to back-propagate) and ``logits`` (for train accuracy).
+
+        ``progress`` in [0, 1] is the fraction of planned optimizer steps already taken, so
+        regimes can ramp their own parameters (an epsilon ramp) on the same clock as the LR.
+        """
+        logits = model(x)
+        return {"loss": nn.functional.cross_entropy(logits, y), "logits": logits}
+
+    def step(self, optimizer: torch.optim.Optimizer) -> bool:
+        """Apply the update; return False when no real optimizer step was taken.
+
+        Under DP with a memory manager, several physical batches make one logical step, and
+        only real steps advance the schedule clock.
+        """
+        optimizer.step()
+        return True
+
+    def before_step(self, *, progress: float) -> None:
+        """Set per-step parameters (noise, clipping) for the coming step."""
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Extra per-epoch numbers (e.g. epsilon spent) for ``epochs.csv``."""
+        return {}
+
+    def stop_reason(self) -> str | None:
+        """A trial status that ends training early (e.g. ``budget_exhausted``), or None."""
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """Extra ``summary.json`` fields describing the regime's outcome."""
+        return {}
+
+    @contextlib.contextmanager
+    def attack_mode(self, model: nn.Module) -> Iterator[None]:
+        """Context in which input gradients may be taken (DP turns its hooks off here)."""
+        yield
+
+    def trained_model(self, model: nn.Module) -> nn.Module:
+        """The plain module to save and evaluate (DP unwraps its GradSampleModule)."""
+        return model
+
+
+@REGIMES.register("standard")
+def standard() -> Regime:
+    """Empirical risk minimisation: cross-entropy on clean batches."""
+    return Regime()
