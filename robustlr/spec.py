@@ -152,16 +152,16 @@ class Registry:
             raise SpecError(f"{self.kind} '{name}' is unknown; allowed: {', '.join(self.names())}")
         return self._entries[name]
 
-    def build(self, value: str | Mapping[str, Any] | Spec, **context: Any) -> Any:
-        """Parse, check the parameters against the factory's signature, and build.
+    def check(self, value: str | Mapping[str, Any] | Spec,
+              context_names: tuple[str, ...] = ()) -> tuple[Spec, dict[str, Any]]:
+        """Parse and check names and types against the factory's signature, without building.
 
-        ``context`` holds keyword arguments the caller supplies (not the user), e.g. the
-        number of classes; they are passed only when the factory accepts them.
+        ``context_names`` are parameters the caller supplies (not the user).
         """
         spec = parse(value, kind=self.kind)
         entry = self.entry(spec.name)
         allowed = entry.parameters()
-        user_params = [p for p in allowed if p not in context]
+        user_params = [p for p in allowed if p not in context_names]
         kwargs: dict[str, Any] = {}
         hints = _type_hints(entry.factory)
         for key, raw in spec.params:
@@ -174,9 +174,19 @@ class Registry:
                    if allowed[p] is inspect.Parameter.empty and p not in kwargs]
         if missing:
             raise SpecError(f"{self.kind} '{spec.name}': missing parameter '{missing[0]}'")
+        return spec, kwargs
+
+    def build(self, value: str | Mapping[str, Any] | Spec, **context: Any) -> Any:
+        """Parse, check the parameters against the factory's signature, and build.
+
+        ``context`` holds keyword arguments the caller supplies (not the user), e.g. the
+        number of classes; they are passed only when the factory accepts them.
+        """
+        spec, kwargs = self.check(value, tuple(context))
+        allowed = self.entry(spec.name).parameters()
         kwargs.update({k: v for k, v in context.items() if k in allowed})
         try:
-            return entry.factory(**kwargs)
+            return self.entry(spec.name).factory(**kwargs)
         except (ValueError, TypeError) as error:
             if isinstance(error, SpecError):
                 raise

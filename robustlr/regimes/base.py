@@ -33,6 +33,7 @@ class TrainingSetup:
     batch_size: int
     device: torch.device
     generator: torch.Generator
+    train_data: tuple[torch.Tensor, torch.Tensor]  # for regimes that build their own loader
 
 
 class Regime:

@@ -1,0 +1,138 @@
+"""The experiment config: typed, unknown keys rejected, every spec checked before a run starts.
+
+A bad config raises :class:`ConfigError` with one line naming the field (``train.epochs``,
+``schedules[2]``) and what is allowed; the CLI prints it and exits with 2 before any run
+folder exists.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .data import DataConfig
+from .optimizers import OPTIMIZERS
+from .spec import SpecError
+
+SpecValue = Union[str, dict[str, Any]]
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    device: str = "auto"
+    checkpoints: Literal["none", "best", "last", "both"] = "none"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+
+class EvaluationConfig(_Strict):
+    batch_size: int = Field(1000, ge=1)
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig = DataConfig(name="digits")
+    model: SpecValue = "cnn"
+    train: TrainConfig = TrainConfig()
+    schedules: list[SpecValue] = Field(..., min_length=1)
+    regimes: list[SpecValue] = Field(default_factory=lambda: ["standard"], min_length=1)
+    lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    @field_validator("lr_scales")
+    @classmethod
+    def _positive(cls, values: list[float]) -> list[float]:
+        for value in values:
+            if value <= 0:
+                raise ValueError(f"every LR scale must be > 0, got {value}")
+        return values
+
+
+def _field_path(location: tuple[Any, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "config"
+
+
+def _check_specs(config: ExperimentConfig) -> None:
+    """Build every spec once so that a typo fails now, not in a worker an hour later."""
+    from . import models, schedules
+    from .regimes import REGIMES
+
+    checks = [("schedules", schedules.parse, config.schedules),
+              ("regimes", REGIMES.build, config.regimes)]
+    for field, build, values in checks:
+        for index, value in enumerate(values):
+            try:
+                build(value)
+            except SpecError as error:
+                raise ConfigError(f"{field}[{index}]: {error}") from None
+    try:
+        models.MODELS.check(config.model, ("input_shape", "num_classes", "mean", "std"))
+    except SpecError as error:
+        raise ConfigError(f"model: {error}") from None
+
+
+def from_mapping(raw: Mapping[str, Any] | None) -> ExperimentConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("config: expected a mapping of fields (name, data, model, train, "
+                          "schedules, ...)")
+    try:
+        config = ExperimentConfig.model_validate(dict(raw))
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = _field_path(first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; allowed keys are in the README)"
+        # Nested models already name their field ("data.val_fraction must be ...").
+        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+    _check_specs(config)
+    return config
+
+
+def load(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config: no such file {str(path)!r}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+    return from_mapping(raw)
+
+
+def default_path() -> Path:
+    return Path(__file__).parent / "configs" / "default.yaml"
+
+
+def dump(config: ExperimentConfig) -> str:
+    """The resolved config (defaults filled in), as saved with each run."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

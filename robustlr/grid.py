@@ -1,0 +1,54 @@
+"""Expand a config into independent trials: schedule x regime x LR scale x seed.
+
+A trial's id is a hash of what defines it, so the same config resumes onto the same ids
+whatever order the grid is listed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import ExperimentConfig
+from .spec import parse
+
+
+@dataclass(frozen=True)
+class Trial:
+    schedule: str  # the spec as written (a mapping is printed in the string grammar)
+    regime: str
+    lr_scale: float
+    seed: int
+
+    @property
+    def id(self) -> str:
+        canonical = {key: _canonical(value) for key, value in asdict(self).items()}
+        digest = hashlib.sha1(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+        return f"{parse(self.schedule).name}-{digest[:10]}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"trial": self.id, **asdict(self)}
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, str):
+        return str(parse(value))
+    return value
+
+
+def spec_text(value: str | dict[str, Any]) -> str:
+    return value if isinstance(value, str) else str(parse(value))
+
+
+def expand(config: ExperimentConfig) -> list[Trial]:
+    dimensions = itertools.product(config.schedules, config.regimes, config.lr_scales,
+                                   config.seeds)
+    trials = [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed))
+              for schedule, regime, scale, seed in dimensions]
+    by_id: dict[str, Trial] = {}
+    for trial in trials:  # "cosine" and "cosine()" are one trial
+        by_id.setdefault(trial.id, trial)
+    return list(by_id.values())

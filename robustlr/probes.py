@@ -1,0 +1,29 @@
+"""Probes: measurements the loop takes every epoch and once at the end, beside clean accuracy.
+
+Robust accuracy, backdoor success and corruption accuracy are probes; the loop only runs
+them inside ``modes.evaluating`` and stores whatever numbers they return.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+class Probe:
+    """A no-op probe; subclasses override what they measure."""
+
+    def epoch(self, model: nn.Module) -> dict[str, float]:
+        """Numbers for this epoch's row of ``epochs.csv``."""
+        return {}
+
+    def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
+        """Fields for the trial's ``summary.json`` record, measured on the final model."""
+        return {}
+
+
+def build_probes(config, trial, data) -> list[Probe]:
+    """The probes a trial's config asks for (none yet for plain clean training)."""
+    return []

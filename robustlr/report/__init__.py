@@ -1,0 +1,26 @@
+"""The run report: ``report.md`` and a self-contained ``report.html``, rebuilt from the
+database by ``robustlr report DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from .document import Document
+from .sections import clean_sections
+
+Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
+
+# Later threat models append their sections here; each skips itself when its fields are absent.
+SECTIONS: list[Section] = [clean_sections]
+
+
+def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],
+                 rows: list[dict[str, Any]]) -> None:
+    document = Document(f"robustlr report: {title}")
+    for section in SECTIONS:
+        section(document, summaries, rows)
+    document.render(run_dir)
+
+
+__all__ = ["build_report", "SECTIONS", "Document"]

@@ -1,0 +1,105 @@
+"""A tiny document model rendered twice: ``report.md`` (figures as files beside it) and a
+self-contained ``report.html`` (figures embedded), so both always say the same thing."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib.figure import Figure  # noqa: E402
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Plot:
+    name: str  # file stem under figures/
+    figure: Figure
+    caption: str
+
+
+@dataclass
+class Document:
+    title: str
+    blocks: list[tuple[str, object]] = field(default_factory=list)
+
+    def heading(self, text: str) -> None:
+        self.blocks.append(("heading", text))
+
+    def text(self, text: str) -> None:
+        self.blocks.append(("text", text))
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        self.blocks.append(("table", Table(header, rows)))
+
+    def plot(self, name: str, figure: Figure, caption: str) -> None:
+        self.blocks.append(("plot", Plot(name, figure, caption)))
+
+    def render(self, run_dir: Path) -> None:
+        figures = run_dir / "figures"
+        figures.mkdir(exist_ok=True)
+        markdown, body = [f"# {self.title}", ""], [f"<h1>{html.escape(self.title)}</h1>"]
+        for kind, value in self.blocks:
+            if kind == "heading":
+                markdown += [f"## {value}", ""]
+                body.append(f"<h2>{html.escape(value)}</h2>")
+            elif kind == "text":
+                markdown += [value, ""]
+                body.append(f"<p>{html.escape(value)}</p>")
+            elif kind == "table":
+                markdown += _markdown_table(value) + [""]
+                body.append(_html_table(value))
+            else:
+                png = _png(value.figure)
+                (figures / f"{value.name}.png").write_bytes(png)
+                markdown += [f"![{value.caption}](figures/{value.name}.png)", "", f"*{value.caption}*", ""]
+                encoded = base64.b64encode(png).decode()
+                body.append(f'<figure><img alt="{html.escape(value.caption)}" '
+                            f'src="data:image/png;base64,{encoded}"><figcaption>'
+                            f"{html.escape(value.caption)}</figcaption></figure>")
+        _write(run_dir / "report.md", "\n".join(markdown))
+        _write(run_dir / "report.html", _page(self.title, "\n".join(body)))
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _markdown_table(table: Table) -> list[str]:
+    lines = ["| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
+    return lines
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in table.rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _page(title: str, body: str) -> str:
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+             "img{max-width:100%}figcaption{color:#555;font-size:90%}")
+    return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
+            f"{html.escape(title)}</title><style>{style}</style></head><body>{body}</body></html>\n")
+
+
+def _write(path: Path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)

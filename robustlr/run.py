@@ -1,0 +1,123 @@
+"""A run folder: resolved config, results database, exports, report and log.
+
+Nothing is created until the config is valid; a folder this call created is removed again if
+setting it up fails, so a bad start never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import shutil
+from pathlib import Path
+
+from . import config as config_module
+from .config import ConfigError, ExperimentConfig
+from .export import write_exports
+from .progress import Progress
+from .report import build_report
+from .runner import run_grid
+from .store import Store, StoreError
+
+log = logging.getLogger("robustlr")
+
+CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
+
+
+class RunError(ValueError):
+    """A run that cannot start as asked; one line for the user."""
+
+
+def quick(config: ExperimentConfig) -> ExperimentConfig:
+    """Every schedule and regime of ``config``, with fewer epochs and less data."""
+    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 3)})
+    limit = min(config.data.limit or 600, 600)
+    data = config.data.model_copy(update={"limit": limit})
+    return config.model_copy(update={"train": train, "data": data, "name": config.name + "-quick"})
+
+
+def _default_dir(config: ExperimentConfig) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.name}-{stamp}"
+
+
+def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentConfig:
+    saved_path = resume / CONFIG_FILE
+    if not saved_path.is_file() or not (resume / DATABASE).is_file():
+        raise RunError(f"--resume: {resume} is not a robustlr run folder "
+                       f"(no {CONFIG_FILE} and {DATABASE})")
+    saved = config_module.load(saved_path)
+    if config is not None and config_module.dump(config) != config_module.dump(saved):
+        raise RunError(f"--resume: the config differs from {saved_path}; resume without a "
+                       "config or with the same one")
+    return saved
+
+
+def start(config: ExperimentConfig | None, *, out: Path | None = None,
+          resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
+    """Validate the target folder, then create it; returns the config to run and its store."""
+    if resume is not None:
+        config = _open_resumed(resume, config)
+        return config, resume, Store(resume / DATABASE)
+    assert config is not None
+    run_dir = out or _default_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
+                       f"continue it with --resume {run_dir}")
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(config_module.dump(config))
+        store = Store(run_dir / DATABASE)
+        store.set_meta("name", config.name)
+    except OSError as error:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunError(f"--out: cannot create the run folder {run_dir}: {error.strerror or error}") from None
+    except Exception:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return config, run_dir, store
+
+
+def execute(config: ExperimentConfig | None, *, out: Path | None = None,
+            resume: Path | None = None, workers: int = 1, save_models: bool = False,
+            show_progress: bool = True) -> Path:
+    """Run (or finish) a grid and write its exports and report; returns the run folder."""
+    config, run_dir, store = start(config, out=out, resume=resume)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    progress = Progress(enabled=show_progress)
+    try:
+        log.info("run %s: %s", run_dir, "resumed" if resume else "started")
+        run_grid(config, run_dir, store, workers=workers, save_models=save_models,
+                 progress=progress)
+        finish(run_dir, store, config.name)
+        log.info("run %s finished: %s", run_dir, store.counts())
+    finally:
+        progress.close()
+        store.close()
+        log.removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def finish(run_dir: Path, store: Store, title: str) -> None:
+    summaries, rows = write_exports(store, run_dir)
+    build_report(run_dir, title, summaries, rows)
+
+
+def rebuild_report(run_dir: Path) -> None:
+    if not (run_dir / DATABASE).is_file():
+        raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
+    store = Store(run_dir / DATABASE)
+    try:
+        finish(run_dir, store, store.meta("name") or run_dir.name)
+    finally:
+        store.close()
+
+
+__all__ = ["execute", "start", "quick", "rebuild_report", "RunError", "ConfigError", "StoreError"]

@@ -1,0 +1,115 @@
+"""The results database of a run folder (SQLite), written by one writer: the parent process.
+
+Each epoch row is committed as it arrives, so a kill loses at most the epoch in flight. A
+trial that did not reach a final status is re-run from scratch on resume; its partial rows
+are replaced (the primary key is (trial, epoch)), never duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+FINAL_STATUSES = ("ok", "diverged", "failed", "budget_exhausted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    trial TEXT PRIMARY KEY, position INTEGER NOT NULL, spec TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', summary TEXT, error TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial TEXT NOT NULL REFERENCES trials(trial), epoch INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (trial, epoch));
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be written (read-only folder, full disk, not a results file)."""
+
+
+def _json(value: Any) -> str:
+    # NaN is not JSON; store it as null so every reader agrees.
+    return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot open results database {self.path}: {error}") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(sql, tuple(params))
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write results database {self.path}: {error}") from None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def register(self, position: int, trial: str, spec: dict[str, Any]) -> None:
+        self._write("INSERT OR IGNORE INTO trials (trial, position, spec) VALUES (?, ?, ?)",
+                    (trial, position, _json(spec)))
+
+    def status(self, trial: str) -> str | None:
+        row = self._db.execute("SELECT status FROM trials WHERE trial = ?", (trial,)).fetchone()
+        return row[0] if row else None
+
+    def start(self, trial: str) -> None:
+        """Mark a trial running and drop rows a killed attempt left behind."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM epochs WHERE trial = ?", (trial,))
+                self._db.execute("UPDATE trials SET status = 'running', summary = NULL, "
+                                 "error = NULL, updated = ? WHERE trial = ?", (time.time(), trial))
+        except sqlite3.Error as error:
+            raise StoreError(f"cannot write results database {self.path}: {error}") from None
+
+    def add_epoch(self, trial: str, epoch: int, record: dict[str, Any]) -> None:
+        self._write("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?)", (trial, epoch, _json(record)))
+
+    def finish(self, trial: str, status: str, summary: dict[str, Any], error: str | None = None) -> None:
+        self._write("UPDATE trials SET status = ?, summary = ?, error = ?, updated = ? "
+                    "WHERE trial = ?", (status, _json(summary), error, time.time(), trial))
+
+    def summaries(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT summary FROM trials WHERE summary IS NOT NULL "
+                                "ORDER BY position").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def epochs(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
+                                "ORDER BY t.position, e.epoch").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
+        return dict(rows)

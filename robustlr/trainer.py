@@ -1,0 +1,232 @@
+"""The one training loop. Regimes decide how a batch becomes a loss and an update; the loop
+owns the schedule clock (optimizer steps actually taken), evaluation, checkpoints, metrics
+and timing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import models, optimizers, schedules
+from .config import ExperimentConfig
+from .data import DataBundle
+from .evaluation import Evaluation, evaluate
+from .grid import Trial
+from .modes import evaluating
+from .probes import Probe
+from .regimes import REGIMES, Regime, TrainingSetup
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device is {name!r} but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors (a DataLoader costs more than the step for
+    the small models robustlr audits)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                 generator: torch.Generator, device: torch.device):
+        self.x, self.y = x.to(device), y.to(device)
+        self.batch_size, self.generator = batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.generator).to(self.x.device)
+        for index in order.split(self.batch_size):
+            yield self.x[index], self.y[index]
+
+
+@dataclass
+class _Progress:
+    """What the loop has measured so far (one instance per trial)."""
+
+    steps: int = 0
+    train_seconds: float = 0.0
+    samples: int = 0
+    status: str = "ok"
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val: float = -math.inf
+    best_epoch: int | None = None
+
+
+def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
+                on_epoch: EpochCallback, trial_dir: Path | None = None,
+                save_model: bool = False, probes: list[Probe] | None = None) -> dict[str, Any]:
+    """Train one trial and return its summary record; ``on_epoch`` receives each epoch row."""
+    started = time.perf_counter()
+    device = resolve_device(config.train.device)
+    torch.manual_seed(trial.seed)
+    generator = torch.Generator().manual_seed(trial.seed)
+    schedule = schedules.parse(trial.schedule)
+    tracker = schedule.tracker()
+    regime: Regime = REGIMES.build(trial.regime)
+    model = models.build(config.model, input_shape=data.input_shape,
+                         num_classes=data.num_classes, mean=data.mean, std=data.std).to(device)
+    x_train, y_train = data.train
+    loader = TensorBatches(x_train, y_train, batch_size=config.train.batch_size,
+                           generator=generator, device=device)
+    total_steps = config.train.epochs * len(loader)
+    base_lr = config.train.lr * trial.lr_scale
+    warmup = (round(getattr(schedule, "warmup", 0.0) * total_steps)
+              if schedule.optimizer_based else None)
+    optimizer = optimizers.build(config.train, model.parameters(), lr=base_lr,
+                                 schedule_free_warmup_steps=warmup)
+    setup = regime.prepare(TrainingSetup(
+        model=model, optimizer=optimizer, loader=loader, total_steps=total_steps,
+        epochs=config.train.epochs, dataset_size=len(y_train),
+        batch_size=config.train.batch_size, device=device, generator=generator,
+        train_data=(x_train, y_train)))
+    model, optimizer = setup.model, setup.optimizer
+    probes = probes or []
+    run = _Progress()
+
+    for epoch in range(1, config.train.epochs + 1):
+        epoch_started = time.perf_counter()
+        loss_sum, correct, seen = _train_epoch(setup, regime, schedule, tracker, run)
+        epoch_seconds = time.perf_counter() - epoch_started
+        run.train_seconds += epoch_seconds
+        if run.status != "ok":
+            break
+        with evaluating(model, optimizer, regime):
+            val = evaluate(model, *data.val, num_classes=data.num_classes,
+                           batch_size=config.evaluation.batch_size)
+            test = evaluate(model, *data.test, num_classes=data.num_classes,
+                            batch_size=config.evaluation.batch_size)
+            extras = {name: value for probe in probes for name, value in probe.epoch(model).items()}
+        row = _epoch_row(trial, epoch, run, optimizer, loss_sum, correct, seen, epoch_seconds,
+                         val, test)
+        row.update(regime.epoch_metrics())
+        row.update(extras)
+        run.history.append(row)
+        on_epoch(row)
+        if tracker is not None:
+            tracker.observe(val.loss if math.isfinite(val.loss) else row["train_loss"])
+        _checkpoint(config, trial_dir, regime.trained_model(model), data, trial, run, val, epoch)
+        stop = regime.stop_reason()
+        if stop is not None:
+            run.status = stop
+            break
+
+    final_model = regime.trained_model(model)
+    if save_model and trial_dir is not None:
+        _save(final_model, trial_dir / "model.pt", config, data, trial)
+    summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
+    for probe in probes:
+        with evaluating(model, optimizer, regime):
+            summary.update(probe.final(final_model, trial_dir))
+    return summary
+
+
+def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Schedule,
+                 tracker, run: _Progress) -> tuple[float, float, int]:
+    model, optimizer = setup.model, setup.optimizer
+    model.train()
+    loss_sum = torch.zeros((), device=setup.device)
+    correct = torch.zeros((), device=setup.device)
+    seen = 0
+    for x, y in setup.loader:
+        progress = min(run.steps / setup.total_steps, 1.0)
+        factor = tracker.factor if tracker is not None else 1.0
+        optimizers.set_lr(optimizer, schedule(progress) * factor)
+        regime.before_step(progress=progress)
+        out = regime.losses(model, x, y, progress=progress)
+        loss = out["loss"]
+        # Poisson sampling can draw an empty batch (a NaN mean), which is still a step.
+        if len(y) and not torch.isfinite(loss):
+            run.status = "diverged"
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if regime.step(optimizer):
+            run.steps += 1
+        loss_sum += loss.detach() * len(y)
+        correct += (out["logits"].detach().argmax(1) == y).sum()
+        seen += len(y)
+        run.samples += len(y)
+        if regime.stop_reason() is not None:
+            break
+    return loss_sum.item(), correct.item(), seen
+
+
+def _epoch_row(trial: Trial, epoch: int, run: _Progress, optimizer, loss_sum: float,
+               correct: float, seen: int, epoch_seconds: float, val: Evaluation,
+               test: Evaluation) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "trial": trial.id, "epoch": epoch, "step": run.steps,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_loss": loss_sum / seen if seen else math.nan,
+        "train_acc": correct / seen if seen else math.nan,
+        "val_loss": val.loss, "val_acc": val.acc, "test_loss": test.loss, "test_acc": test.acc,
+        "epoch_seconds": epoch_seconds,
+        "samples_per_second": seen / epoch_seconds if epoch_seconds > 0 else math.nan,
+    }
+    row.update({f"test_acc_class{k}": v for k, v in enumerate(test.per_class_acc)})
+    return row
+
+
+def _selection_score(row: dict[str, Any]) -> float:
+    """Best checkpoint by validation accuracy; without a validation split, by test accuracy
+    (then ``clean_acc_best`` is optimistic, as the README says)."""
+    value = row["val_acc"]
+    return row["test_acc"] if not math.isfinite(value) else value
+
+
+def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: DataBundle,
+                trial: Trial, run: _Progress, val: Evaluation, epoch: int) -> None:
+    score = _selection_score(run.history[-1])
+    improved = score > run.best_val
+    if improved:
+        run.best_val, run.best_epoch = score, epoch
+    if trial_dir is None or config.train.checkpoints == "none":
+        return
+    if improved and config.train.checkpoints in ("best", "both"):
+        _save(model, trial_dir / "best.pt", config, data, trial, epoch=epoch)
+    if config.train.checkpoints in ("last", "both"):
+        _save(model, trial_dir / "last.pt", config, data, trial, epoch=epoch)
+
+
+def _save(model, path: Path, config: ExperimentConfig, data: DataBundle, trial: Trial,
+          epoch: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    models.save(model, path, spec=config.model, input_shape=data.input_shape,
+                num_classes=data.num_classes, mean=data.mean, std=data.std,
+                extra={"trial": trial.id, "epoch": epoch, "schedule": trial.schedule})
+
+
+def _summary(trial: Trial, run: _Progress, wall_seconds: float, regime: Regime,
+             optimizer) -> dict[str, Any]:
+    last = run.history[-1] if run.history else {}
+    best = next((r for r in run.history if r["epoch"] == run.best_epoch), {})
+    per_class = [last[k] for k in sorted(last, key=_class_key) if k.startswith("test_acc_class")]
+    summary = {
+        **trial.describe(), "status": run.status, "epochs": len(run.history),
+        "steps": run.steps, "clean_acc": last.get("test_acc"),
+        "clean_acc_best": best.get("test_acc"), "best_epoch": run.best_epoch,
+        "val_acc": last.get("val_acc"), "train_loss": last.get("train_loss"),
+        "lr_final": optimizer.param_groups[0]["lr"],
+        "train_seconds": run.train_seconds, "wall_seconds": wall_seconds,
+        "samples_per_second": run.samples / run.train_seconds if run.train_seconds else None,
+        "per_class_acc": per_class,
+    }
+    summary.update(regime.summary())
+    return summary
+
+
+def _class_key(name: str) -> tuple[int, str]:
+    digits = name.removeprefix("test_acc_class")
+    return (int(digits), name) if digits.isdigit() else (-1, name)
