@@ -24,6 +24,12 @@ def _set_optimizer_mode(optimizer: torch.optim.Optimizer | None, train: bool) ->
         inner.train() if train else inner.eval()
 
 
+def training(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Model in train mode and a schedule-free optimizer at its training point."""
+    model.train()
+    _set_optimizer_mode(optimizer, train=True)
+
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                regime: Regime | None = None) -> Iterator[None]:

@@ -18,7 +18,7 @@ from .config import ExperimentConfig
 from .data import DataBundle
 from .evaluation import Evaluation, evaluate
 from .grid import Trial
-from .modes import evaluating
+from .modes import evaluating, training
 from .probes import Probe
 from .regimes import REGIMES, Regime, TrainingSetup
 
@@ -135,7 +135,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
 def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Schedule,
                  tracker, run: _Progress) -> tuple[float, float, int]:
     model, optimizer = setup.model, setup.optimizer
-    model.train()
+    training(model, optimizer)
     loss_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device)
     seen = 0

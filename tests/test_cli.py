@@ -1,0 +1,144 @@
+"""The command line: bad input exits 2 with one line and no folder; kill -9 then --resume
+finishes the grid with every trial and epoch exactly once; reports rebuild."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import tiny, write_config
+
+from robustlr.cli import main
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"trian": {"epochs": 1}}, "trian: unknown key"),
+    ({"train": {"epochs": 0}}, "train.epochs:"),
+    ({"train": {"optimizer": "adagrad"}}, "train.optimizer:"),
+    ({"schedules": ["cosine(warmpu=0.1)"]}, "schedules[0]: schedule 'cosine': unknown parameter 'warmpu'"),
+    ({"schedules": ["constant", "sgdr"]}, "schedules[1]: schedule 'sgdr' is unknown; allowed:"),
+    ({"regimes": ["adversarial_magic"]}, "regimes[0]: regime 'adversarial_magic' is unknown"),
+    ({"lr_scales": [1.0, -2.0]}, "lr_scales: every LR scale must be > 0"),
+    ({"model": {"name": "mlp", "depth": 3}}, "model: model 'mlp': unknown parameter 'depth'"),
+    ({"data": {"name": "imagenet"}}, "data.name:"),
+])
+def test_a_bad_config_is_one_line_exit_2_and_no_run_folder(tmp_path, change, field):
+    config = write_config(tmp_path / "bad.yaml", tiny(**change))
+    out = tmp_path / "run"
+    result = cli("run", str(config), "--out", str(out), "--no-progress")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip()
+    assert message.startswith("robustlr: error: ") and "\n" not in message
+    assert field in message
+    assert not out.exists()
+
+
+def test_missing_config_file_and_non_yaml_are_one_line_errors(tmp_path):
+    assert "no such file" in cli("run", str(tmp_path / "nope.yaml")).output
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("schedules: [constant\n")
+    result = cli("run", str(broken), "--out", str(tmp_path / "x"))
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+
+
+def test_an_existing_folder_is_not_overwritten(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = cli("run", str(write_config(tmp_path / "c.yaml", tiny())), "--out", str(out))
+    assert result.exit_code == 2 and "--resume" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_resume_of_a_non_run_folder_is_an_error(tmp_path):
+    result = cli("run", "--resume", str(tmp_path))
+    assert result.exit_code == 2 and "not a robustlr run folder" in result.output
+
+
+def test_schedules_show_prints_the_multiplier_per_step_as_csv():
+    result = cli("schedules", "show", "step(milestones=[0.5], gamma=0.1)", "--steps", "4")
+    assert result.exit_code == 0
+    assert result.output.splitlines() == ["step,progress,multiplier", "0,0,1", "1,0.25,1",
+                                          "2,0.5,0.1", "3,0.75,0.1"]
+    bad = cli("schedules", "show", "step(gamma=7)")
+    assert bad.exit_code == 2 and "gamma" in bad.output
+
+
+def test_schedules_lists_every_schedule_and_plots(tmp_path):
+    result = cli("schedules", "--plot", str(tmp_path / "all.png"))
+    assert result.exit_code == 0
+    for name in ("constant", "step", "cosine", "onecycle", "cyclic", "wsd", "plateau", "schedule_free"):
+        assert f"\n{name}(" in "\n" + result.output
+    assert (tmp_path / "all.png").stat().st_size > 1000
+
+
+def _trial_rows(database: Path) -> tuple[list[tuple], list[tuple]]:
+    with sqlite3.connect(database) as db:
+        trials = db.execute("SELECT trial, status FROM trials").fetchall()
+        epochs = db.execute("SELECT trial, epoch FROM epochs").fetchall()
+    return trials, epochs
+
+
+def test_kill_9_then_resume_finishes_every_trial_exactly_once(tmp_path):
+    config = tiny(schedules=["constant", "cosine", "linear", "exponential"],
+                  train={"epochs": 4}, data={"synthetic": {"num_examples": 900,
+                                                           "num_classes": 3, "shape": [1, 6, 6]}})
+    path = write_config(tmp_path / "grid.yaml", config)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "robustlr.cli", "run", str(path), "--out", str(out),
+               "--no-progress"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                               start_new_session=True)
+    database = out / "results.sqlite"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill once the first trial is done and the next has begun
+        if database.exists():
+            try:
+                trials, epochs = _trial_rows(database)
+            except sqlite3.Error:
+                trials, epochs = [], []
+            done = [t for t, s in trials if s == "ok"]
+            if len(done) >= 1 and len(epochs) > len(done) * 4:
+                break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    trials, _ = _trial_rows(database)
+    assert any(s == "running" for _, s in trials), "the kill should interrupt a trial"
+
+    result = cli("run", "--resume", str(out), "--no-progress")
+    assert result.exit_code == 0, result.output
+    trials, epochs = _trial_rows(database)
+    assert sorted(s for _, s in trials) == ["ok"] * 4
+    assert len(epochs) == len(set(epochs)) == 16
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary) == 4 and len({r["trial"] for r in summary}) == 4
+
+    fresh = tmp_path / "fresh"
+    assert cli("run", str(path), "--out", str(fresh), "--no-progress").exit_code == 0
+    expected = {r["trial"]: r["clean_acc"] for r in json.loads((fresh / "summary.json").read_text())}
+    assert {r["trial"]: r["clean_acc"] for r in summary} == expected
+
+
+def test_report_rebuilds_from_the_database(tmp_path):
+    out = tmp_path / "run"
+    assert cli("run", str(write_config(tmp_path / "c.yaml", tiny(schedules=["constant"]))),
+               "--out", str(out), "--no-progress").exit_code == 0
+    for name in ("report.html", "report.md", "summary.json", "epochs.csv"):
+        (out / name).unlink()
+    result = cli("report", str(out))
+    assert result.exit_code == 0
+    assert (out / "report.html").is_file() and (out / "epochs.csv").is_file()
+    assert cli("report", str(tmp_path)).exit_code == 2
