@@ -1,0 +1,28 @@
+"""Poison-filtering defences on representations or loss trajectories.
+
+``FILTERS`` maps spec names to filter classes; each is built as ``cls(**params)`` (with a
+``removal`` budget, a multiple of the expected poison count, default 1.5 as Tran et al.),
+declares ``needs`` (``{"features"}`` or ``{"losses"}``) and returns one
+:class:`FilterResult` from ``fit_predict(FilterInputs)``. Features come from
+:func:`attacks.filters.representations.penultimate`; scores are judged by
+:func:`attacks.filters.metrics.filter_metrics`.
+"""
+
+from attacks.filters.activation_clustering import ActivationClustering
+from attacks.filters.art_adapter import ArtActivation, ArtSpectral
+from attacks.filters.base import FilterInputs, FilterResult, removal_budget
+from attacks.filters.knn import KNN
+from attacks.filters.loss_trajectory import LossTrajectory
+from attacks.filters.spectral import Spectral
+
+FILTERS: dict[str, type] = {
+    "spectral": Spectral,
+    "activation_clustering": ActivationClustering,
+    "loss_trajectory": LossTrajectory,
+    "knn": KNN,
+    "art_spectral": ArtSpectral,
+    "art_activation": ArtActivation,
+}
+
+__all__ = ["FILTERS", "FilterInputs", "FilterResult", "removal_budget", "Spectral",
+           "ActivationClustering", "LossTrajectory", "KNN", "ArtSpectral", "ArtActivation"]

@@ -1,0 +1,24 @@
+"""Poisoning attacks: backdoors (BadNets, Blend, clean-label) and label flips.
+
+``POISONS`` maps the spec names used in experiment configs to the attack classes; each is
+built as ``cls(**params)`` and used as
+``cls(**params).poison(x, y, *, num_classes, generator, model=None) -> PoisonedData``.
+Backdoors also expose ``apply_trigger(x)`` for test-time attack success
+(:func:`attacks.poisoning.metrics.backdoor_metrics`).
+"""
+
+from attacks.poisoning.badnets import BadNets
+from attacks.poisoning.base import PoisonedData
+from attacks.poisoning.blend import Blend
+from attacks.poisoning.clean_label import CleanLabel
+from attacks.poisoning.label_flip import LabelFlip, NoPoison
+
+POISONS: dict[str, type] = {
+    "none": NoPoison,
+    "badnets": BadNets,
+    "blend": Blend,
+    "label_flip": LabelFlip,
+    "clean_label": CleanLabel,
+}
+
+__all__ = ["POISONS", "PoisonedData", "BadNets", "Blend", "CleanLabel", "LabelFlip", "NoPoison"]

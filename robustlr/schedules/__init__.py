@@ -1,0 +1,62 @@
+"""Learning-rate schedules: pure functions of training progress, built from specs.
+
+A schedule maps progress ``p = steps_taken / total_steps`` in [0, 1] to a multiplier of the
+base LR and is applied at EVERY optimizer step: the LR for the step about to be taken is
+``base_lr * schedule(steps_taken / total_steps)``, so step ``s`` of ``N`` (``s = 0 .. N-1``)
+uses ``schedule(s / N)`` — exactly what :func:`values` returns. Time parameters (milestones,
+warmup, cycle lengths) are fractions of training, so one spec fits any number of epochs.
+
+Two exceptions say so: ``plateau`` is metric-driven (``tracker()`` returns a mutable
+:class:`PlateauTracker`; all other schedules return None) and ``schedule_free`` is
+optimizer-based (``optimizer_based = True``; the trainer swaps in a schedule-free optimizer).
+
+>>> schedule = parse("cosine(warmup=0.05, floor=0.01)")
+>>> lr = base_lr * schedule(steps_taken / total_steps)          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..spec import Spec
+from .base import SCHEDULES, Schedule, WarmupSchedule
+# import order is registration order, which is the order `robustlr schedules` lists
+from .decay import (  # isort: skip
+    Constant, Cosine, Exponential, InverseSqrt, Linear, Polynomial, Step, WarmupStableDecay)
+from .cyclic import CosineRestarts, Cyclic, OneCycle  # isort: skip
+from .special import Plateau, PlateauTracker, ScheduleFree  # isort: skip
+from .plot import plot  # isort: skip
+
+
+def parse(spec: str | Mapping[str, Any] | Spec | Schedule) -> Schedule:
+    """Build a schedule from ``"cosine(warmup=0.05)"`` or ``{"name": "cosine", "warmup": 0.05}``.
+
+    Raises :class:`robustlr.spec.SpecError` (one line naming the schedule and parameter).
+    A :class:`Schedule` instance is returned unchanged.
+    """
+    if isinstance(spec, Schedule):
+        return spec
+    return SCHEDULES.build(spec)
+
+
+def values(schedule: Schedule, steps: int) -> list[float]:
+    """The multiplier used at each of ``steps`` optimizer steps: ``schedule(s / steps)``.
+
+    This is exactly how the trainer applies a schedule (the LR for the step about to be
+    taken is ``schedule(steps_taken / total_steps)``), so the value at progress 1 is never
+    used. For ``plateau`` this is only the time-driven part.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    return [float(schedule(s / steps)) for s in range(steps)]
+
+
+def describe() -> list[tuple[str, str, dict[str, Any]]]:
+    """``(name, one-line summary, {parameter: default})`` for every registered schedule."""
+    return [(entry.name, entry.summary, entry.parameters()) for entry in SCHEDULES.entries()]
+
+
+__all__ = ["SCHEDULES", "Schedule", "WarmupSchedule", "PlateauTracker", "parse", "values",
+           "describe", "plot", "Constant", "Step", "Exponential", "Linear", "Polynomial",
+           "Cosine", "InverseSqrt", "WarmupStableDecay", "CosineRestarts", "OneCycle", "Cyclic",
+           "Plateau", "ScheduleFree"]
