@@ -8,10 +8,10 @@ folder exists.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Literal, Mapping, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .data import DataConfig
 from .optimizers import OPTIMIZERS
@@ -50,6 +50,19 @@ class TrainConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     batch_size: int = Field(1000, ge=1)
+    attack: Optional[SpecValue] = None  # per-epoch robust accuracy
+    subset: int = Field(500, ge=1)  # examples of the test (and validation) set it runs on
+    final: list[SpecValue] = Field(default_factory=list)  # the cascade at the end
+    select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or val_robust_acc
+    sanity: bool = False  # gradient-masking checks on the final model
+    corruptions: bool = False  # accuracy under common corruptions at the end
+
+    @model_validator(mode="after")
+    def _needs_attack(self) -> "EvaluationConfig":
+        for field in ("final", "select", "sanity"):
+            if getattr(self, field) not in ([], "clean", False) and self.attack is None:
+                raise ValueError(f"evaluation.{field} needs evaluation.attack (the per-epoch attack)")
+        return self
 
 
 class ExperimentConfig(_Strict):
@@ -92,6 +105,16 @@ def _check_specs(config: ExperimentConfig) -> None:
                 build(value)
             except SpecError as error:
                 raise ConfigError(f"{field}[{index}]: {error}") from None
+    from .robustness import ATTACKS
+
+    evaluation = config.evaluation
+    attack_specs = ([("evaluation.attack", evaluation.attack)] if evaluation.attack else []) + [
+        (f"evaluation.final[{i}]", spec) for i, spec in enumerate(evaluation.final)]
+    for field, value in attack_specs:
+        try:
+            ATTACKS.build(value)
+        except SpecError as error:
+            raise ConfigError(f"{field}: {error}") from None
     try:
         models.MODELS.check(config.model, ("input_shape", "num_classes", "mean", "std"))
     except SpecError as error:

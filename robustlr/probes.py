@@ -25,5 +25,16 @@ class Probe:
 
 
 def build_probes(config, trial, data) -> list[Probe]:
-    """The probes a trial's config asks for (none yet for plain clean training)."""
-    return []
+    """The probes a trial's config asks for."""
+    from .robustness import CorruptionProbe, RobustnessProbe
+
+    evaluation, seed = config.evaluation, config.data.split_seed
+    probes: list[Probe] = []
+    if evaluation.attack is not None:
+        probes.append(RobustnessProbe(
+            attack=evaluation.attack, final=list(evaluation.final), test=data.test,
+            val=data.val, subset=evaluation.subset, seed=seed, sanity_checks=evaluation.sanity,
+            batch_size=evaluation.batch_size))
+    if evaluation.corruptions:
+        probes.append(CorruptionProbe(test=data.test, seed=seed, batch_size=evaluation.batch_size))
+    return probes

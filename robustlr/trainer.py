@@ -107,7 +107,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                            batch_size=config.evaluation.batch_size)
             test = evaluate(model, *data.test, num_classes=data.num_classes,
                             batch_size=config.evaluation.batch_size)
-            extras = {name: value for probe in probes for name, value in probe.epoch(model).items()}
+            plain = regime.trained_model(model)
+            extras = {name: value for probe in probes for name, value in probe.epoch(plain).items()}
         row = _epoch_row(trial, epoch, run, optimizer, loss_sum, correct, seen, epoch_seconds,
                          val, test)
         row.update(regime.epoch_metrics())
@@ -179,16 +180,17 @@ def _epoch_row(trial: Trial, epoch: int, run: _Progress, optimizer, loss_sum: fl
     return row
 
 
-def _selection_score(row: dict[str, Any]) -> float:
-    """Best checkpoint by validation accuracy; without a validation split, by test accuracy
-    (then ``clean_acc_best`` is optimistic, as the README says)."""
-    value = row["val_acc"]
-    return row["test_acc"] if not math.isfinite(value) else value
+def _selection_score(row: dict[str, Any], select: str) -> float:
+    """Best checkpoint by validation accuracy (clean or robust); without a validation split,
+    by the test-set number (then the ``_best`` fields are optimistic, as the README says)."""
+    val_key, test_key = ("val_robust_acc", "robust_acc") if select == "robust" else ("val_acc", "test_acc")
+    value = row[val_key]
+    return row[test_key] if not math.isfinite(value) else value
 
 
 def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: DataBundle,
                 trial: Trial, run: _Progress, val: Evaluation, epoch: int) -> None:
-    score = _selection_score(run.history[-1])
+    score = _selection_score(run.history[-1], config.evaluation.select)
     improved = score > run.best_val
     if improved:
         run.best_val, run.best_epoch = score, epoch
