@@ -65,6 +65,10 @@ class EvaluationConfig(_Strict):
         return self
 
 
+class FilteringConfig(_Strict):
+    epochs: int = Field(4, ge=1)  # the brief training on poisoned data that filters read
+
+
 class ExperimentConfig(_Strict):
     name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig = DataConfig(name="digits")
@@ -75,6 +79,9 @@ class ExperimentConfig(_Strict):
     lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvaluationConfig = EvaluationConfig()
+    poisoning: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
+    filter: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
+    filtering: FilteringConfig = FilteringConfig()
 
     @field_validator("lr_scales")
     @classmethod
@@ -105,7 +112,18 @@ def _check_specs(config: ExperimentConfig) -> None:
                 build(value)
             except SpecError as error:
                 raise ConfigError(f"{field}[{index}]: {error}") from None
+    from .poisoning import FILTERS, POISONS
     from .robustness import ATTACKS
+    from .spec import is_none
+
+    for field, registry in (("poisoning", POISONS), ("filter", FILTERS)):
+        for index, value in enumerate(getattr(config, field)):
+            if is_none(value):
+                continue
+            try:
+                registry.build(value)
+            except SpecError as error:
+                raise ConfigError(f"{field}[{index}]: {error}") from None
 
     evaluation = config.evaluation
     attack_specs = ([("evaluation.attack", evaluation.attack)] if evaluation.attack else []) + [

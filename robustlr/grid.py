@@ -1,4 +1,5 @@
-"""Expand a config into independent trials: schedule x regime x LR scale x seed.
+"""Expand a config into independent trials: schedule x regime x poison x filter x LR scale x
+seed.
 
 A trial's id is a hash of what defines it, so the same config resumes onto the same ids
 whatever order the grid is listed in.
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .config import ExperimentConfig
-from .spec import parse
+from .spec import is_none, parse
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class Trial:
     regime: str
     lr_scale: float
     seed: int
+    poison: str = "none"
+    filter: str = "none"
 
     @property
     def id(self) -> str:
@@ -35,19 +38,22 @@ class Trial:
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, str):
-        return str(parse(value))
+        return "none" if is_none(value) else str(parse(value))
     return value
 
 
-def spec_text(value: str | dict[str, Any]) -> str:
+def spec_text(value: str | dict[str, Any] | None) -> str:
+    if is_none(value):
+        return "none"
     return value if isinstance(value, str) else str(parse(value))
 
 
 def expand(config: ExperimentConfig) -> list[Trial]:
-    dimensions = itertools.product(config.schedules, config.regimes, config.lr_scales,
-                                   config.seeds)
-    trials = [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed))
-              for schedule, regime, scale, seed in dimensions]
+    dimensions = itertools.product(config.schedules, config.regimes, config.poisoning,
+                                   config.filter, config.lr_scales, config.seeds)
+    trials = [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed),
+                    spec_text(poison), spec_text(defence))
+              for schedule, regime, poison, defence, scale, seed in dimensions]
     by_id: dict[str, Trial] = {}
     for trial in trials:  # "cosine" and "cosine()" are one trial
         by_id.setdefault(trial.id, trial)

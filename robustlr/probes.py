@@ -24,8 +24,9 @@ class Probe:
         return {}
 
 
-def build_probes(config, trial, data) -> list[Probe]:
-    """The probes a trial's config asks for."""
+def build_probes(config, trial, data, poison=None) -> list[Probe]:
+    """The probes a trial's config asks for; ``poison`` is a backdoor to measure, if any."""
+    from .poisoning import BackdoorProbe
     from .robustness import CorruptionProbe, RobustnessProbe
 
     evaluation, seed = config.evaluation, config.data.split_seed
@@ -37,4 +38,6 @@ def build_probes(config, trial, data) -> list[Probe]:
             batch_size=evaluation.batch_size))
     if evaluation.corruptions:
         probes.append(CorruptionProbe(test=data.test, seed=seed, batch_size=evaluation.batch_size))
+    if poison is not None:
+        probes.append(BackdoorProbe(poison, data.test, evaluation.batch_size))
     return probes

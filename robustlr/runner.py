@@ -44,18 +44,21 @@ def _prepare_data(data_config, seed: int) -> datasets.DataBundle:
 def execute(task: TrialTask, emit: Callable[[tuple], None]) -> None:
     """Run one trial, sending ('epoch', id, row) events and finally ('done', id, status,
     summary, error). Any exception becomes a ``failed`` trial; the grid goes on."""
+    from . import poisoning
     from .probes import build_probes
     from .trainer import train_trial
 
     trial_id = task.trial.id
     trial_dir = task.run_dir / "trials" / trial_id
     try:
-        bundle = _prepare_data(task.config.data, task.trial.seed)
+        stage = poisoning.prepare(task.config, task.trial,
+                                  _prepare_data(task.config.data, task.trial.seed))
         summary = train_trial(
-            task.config, task.trial, bundle,
+            task.config, task.trial, stage.bundle,
             on_epoch=lambda row: emit(("epoch", trial_id, row)),
             trial_dir=trial_dir, save_model=task.save_model,
-            probes=build_probes(task.config, task.trial, bundle))
+            probes=build_probes(task.config, task.trial, stage.bundle, stage.poison))
+        summary.update(stage.summary)
         emit(("done", trial_id, summary["status"], summary, None))
     except Exception as error:  # recorded, not raised: one trial must not end the grid
         message = f"{type(error).__name__}: {error}"
