@@ -127,6 +127,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
     if save_model and trial_dir is not None:
         _save(final_model, trial_dir / "model.pt", config, data, trial)
     summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
+    summary["planned_steps"] = setup.total_steps
     for probe in probes:
         with evaluating(model, optimizer, regime):
             summary.update(probe.final(final_model, trial_dir))
@@ -145,17 +146,20 @@ def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Sched
         factor = tracker.factor if tracker is not None else 1.0
         optimizers.set_lr(optimizer, schedule(progress) * factor)
         regime.before_step(progress=progress)
+        if regime.stop_reason() is not None:  # e.g. the next step would break a DP budget
+            break
         out = regime.losses(model, x, y, progress=progress)
         loss = out["loss"]
+        value = loss.detach()  # Opacus' ghost-clipping loss is no tensor but detaches to one
         # Poisson sampling can draw an empty batch (a NaN mean), which is still a step.
-        if len(y) and not torch.isfinite(loss):
+        if len(y) and not torch.isfinite(value):
             run.status = "diverged"
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if regime.step(optimizer):
             run.steps += 1
-        loss_sum += loss.detach() * len(y)
+        loss_sum += value * len(y)
         correct += (out["logits"].detach().argmax(1) == y).sum()
         seen += len(y)
         run.samples += len(y)

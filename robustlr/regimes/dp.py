@@ -1,0 +1,240 @@
+"""DP-SGD through Opacus, with schedules applied per real optimizer step and a hard budget.
+
+The loop's clock counts real steps only (under a memory manager most physical batches just
+accumulate), so the LR, noise and clipping schedules all read the same progress. Noise for a
+``target_epsilon`` is calibrated once for the whole planned run, noise schedule included;
+``max_epsilon`` (default: the target) is a hard cap enforced by :class:`privacy.BudgetGuard`
+before every step, whatever the schedules do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+from attacks.pgd import pgd
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+
+from privacy import ACCOUNTANTS, BudgetGuard, calibrate
+from privacy import engine as dp_engine
+from privacy.modules import fix_model, hooks_disabled, unwrap
+
+from .. import schedules
+from ..modes import generating_attack
+from .adversarial import _ATTACK_SEED_OFFSET
+from .base import REGIMES, Regime, TrainingSetup
+
+
+class _DeviceBatches:
+    """Opacus' (Poisson) loader, split into physical batches if asked, moved to the device."""
+
+    def __init__(self, loader: DataLoader, device: torch.device, optimizer,
+                 physical_batch_size: int | None):
+        self.loader, self.device, self.optimizer = loader, device, optimizer
+        self.physical = physical_batch_size
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        managed = (dp_engine.memory_managed(self.loader, self.physical, self.optimizer)
+                   if self.physical else contextlib.nullcontext(self.loader))
+        with managed as batches:
+            for x, y in batches:
+                yield x.to(self.device), y.to(self.device)
+
+
+class DPRegime(Regime):
+    name = "dp"
+
+    def __init__(self, **settings: Any):
+        self.settings = settings
+        self.noise_profile = _profile(settings["noise_schedule"])
+        self.clip_profile = _profile(settings["clip_schedule"])
+        self.exhausted = False
+        self.guard: BudgetGuard | None = None
+        self.noise_history: list[float] = []  # per real step, for accounting without a cap
+
+    # -- set-up ------------------------------------------------------------------------
+    def prepare(self, setup: TrainingSetup) -> TrainingSetup:
+        s = self.settings
+        model, self.fixes = fix_model(setup.model)
+        optimizer = setup.optimizer if model is setup.model else _rebuild(setup.optimizer, model)
+        x, y = setup.train_data
+        self.n = len(y)
+        self.delta = s["delta"] if s["delta"] is not None else 0.1 / self.n
+        if self.delta >= 1.0 / self.n:
+            raise ValueError(f"regime 'dp': delta must be below 1/N = {1.0 / self.n:.3g} "
+                             f"(N = {self.n} training examples), got {self.delta}")
+        dataset = TensorDataset(x.cpu(), y.cpu())
+        # Without Poisson sampling the batches are those of the standard regime (same
+        # generator, same permutation), which is what the equivalence test relies on.
+        loader = DataLoader(dataset, batch_size=setup.batch_size,
+                            sampler=RandomSampler(dataset, generator=setup.generator))
+        private = dp_engine.make_private(
+            module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=1.0,
+            max_grad_norm=s["max_grad_norm"], poisson_sampling=s["poisson"],
+            grad_sample_mode=s["grad_sample_mode"])
+        seed = setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+        self.attack_generator = torch.Generator(device=setup.device).manual_seed(seed)
+        self.private = private
+        self.sample_rate = setup.batch_size / self.n
+        total = setup.epochs * len(private.data_loader)
+        self.base_noise = s["noise_multiplier"]
+        if self.base_noise is None:
+            self.base_noise = calibrate(target_epsilon=s["target_epsilon"], sample_rate=self.sample_rate,
+                                        steps=total, delta=self.delta, accountant=s["accountant"],
+                                        noise_profile=self.noise_profile)
+        self.max_epsilon = s["max_epsilon"] or s["target_epsilon"]
+        if self.max_epsilon is not None:
+            self.guard = BudgetGuard(max_epsilon=self.max_epsilon, delta=self.delta,
+                                     sample_rate=self.sample_rate, accountant=s["accountant"])
+            self.guard.plan_steps([self._noise(i / total) for i in range(total)])
+        self.sigma, self.clip = self.base_noise, s["max_grad_norm"]
+        self.steps_taken = 0
+        loader = _DeviceBatches(private.data_loader, setup.device, private.optimizer,
+                                s["physical_batch_size"])
+        return TrainingSetup(model=private.module, optimizer=private.optimizer, loader=loader,
+                             total_steps=total, epochs=setup.epochs, dataset_size=self.n,
+                             batch_size=setup.batch_size, device=setup.device,
+                             generator=setup.generator, train_data=setup.train_data)
+
+    def _noise(self, progress: float) -> float:
+        return self.base_noise * self.noise_profile(progress)
+
+    # -- per step ------------------------------------------------------------------------
+    def before_step(self, *, progress: float) -> None:
+        self.sigma = self._noise(progress)
+        self.clip = self.settings["max_grad_norm"] * self.clip_profile(progress)
+        if self.guard is not None and not self.guard.allows(self.sigma):
+            self.exhausted = True
+            return
+        dp_engine.set_noise_multiplier(self.private.optimizer, self.sigma)
+        dp_engine.set_max_grad_norm(self.private.optimizer, self.clip)
+
+    def losses(self, model, x, y, *, progress):
+        eps = self.settings["adversarial_eps"]
+        if eps > 0:
+            # PGD-AT under DP: hooks off while the attack takes input gradients, on again for
+            # the private forward and backward pass of the adversarial batch
+            steps = self.settings["adversarial_steps"]
+            with generating_attack(model, self):
+                x = pgd(model, x, y, eps=eps, step_size=2.5 * eps / steps, steps=steps,
+                        generator=self.attack_generator)
+        logits = model(x)
+        return {"loss": self.private.criterion(logits, y), "logits": logits}
+
+    def step(self, optimizer) -> bool:
+        optimizer.step()
+        if dp_engine.step_was_skipped(optimizer):
+            return False
+        if self.guard is not None:
+            self.guard.record(self.sigma)
+        self.steps_taken += 1
+        self.noise_history.append(self.sigma)
+        return True
+
+    # -- reporting -----------------------------------------------------------------------
+    def spent(self) -> float:
+        if self.guard is not None:
+            return self.guard.spent()
+        from privacy import epsilon
+
+        if not self.noise_history:
+            return 0.0
+        if min(self.noise_history) == 0:
+            return math.inf  # no noise, no privacy (the equivalence check with standard SGD)
+        return epsilon(sample_rate=self.sample_rate, noise_multiplier=self.noise_history,
+                       steps=len(self.noise_history), delta=self.delta,
+                       accountant=self.settings["accountant"])
+
+    def epoch_metrics(self) -> dict[str, float]:
+        return {"epsilon": self.spent(), "noise_multiplier": self.sigma, "max_grad_norm": self.clip}
+
+    def stop_reason(self) -> str | None:
+        return "budget_exhausted" if self.exhausted else None
+
+    def summary(self) -> dict[str, Any]:
+        s = self.settings
+        return {"epsilon": self.spent(), "delta": self.delta, "accountant": s["accountant"],
+                "noise_multiplier": self.base_noise, "sample_rate": self.sample_rate,
+                "dp_steps": self.steps_taken, "max_grad_norm": s["max_grad_norm"],
+                "target_epsilon": s["target_epsilon"], "max_epsilon": self.max_epsilon,
+                "budget_exhausted": self.exhausted, "grad_sample_mode": s["grad_sample_mode"],
+                "model_fixes": self.fixes}
+
+    @contextlib.contextmanager
+    def attack_mode(self, model):
+        with hooks_disabled(model):
+            yield
+
+    def trained_model(self, model):
+        return unwrap(model)
+
+
+def _profile(spec: str | None):
+    if spec is None:
+        return lambda progress: 1.0
+    schedule = schedules.parse(spec)
+    if schedule.metric_driven or schedule.optimizer_based:
+        raise ValueError(f"noise and clip schedules must be functions of progress, not {spec!r}")
+    return schedule
+
+
+def _rebuild(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The same optimizer over the fixed model's parameters (BatchNorm became GroupNorm)."""
+    rebuilt = type(optimizer)(model.parameters(), **optimizer.defaults)
+    for group in rebuilt.param_groups:
+        group["base_lr"] = optimizer.param_groups[0]["base_lr"]
+    return rebuilt
+
+
+@REGIMES.register("dp")
+def dp(noise_multiplier: float | None = None, target_epsilon: float | None = None,
+       max_epsilon: float | None = None, delta: float | None = None, max_grad_norm: float = 1.0,
+       accountant: str = "prv", noise_schedule: str | None = None,
+       clip_schedule: str | None = None, grad_sample_mode: str = dp_engine.DEFAULT_MODE,
+       physical_batch_size: int | None = None, poisson: bool = True,
+       adversarial_eps: float = 0.0, adversarial_steps: int = 7) -> Regime:
+    """DP-SGD via Opacus (Abadi et al. 2016): Poisson sampling, per-sample clipping, noise.
+
+    Give ``noise_multiplier`` or ``target_epsilon`` (calibrated for the whole planned run,
+    noise schedule included). ``max_epsilon`` is a hard cap (default: the target); a trial
+    that reaches it stops with status ``budget_exhausted``. ``delta`` defaults to 0.1 / N.
+    ``adversarial_eps`` > 0 trains on L-inf PGD examples (PGD-AT under DP: Opacus' hooks are
+    off while the attack runs). ``noise_multiplier=0`` with ``poisson=false`` is plain SGD
+    through Opacus (epsilon infinite), for equivalence checks.
+    """
+    if (noise_multiplier is None) == (target_epsilon is None):
+        raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+    if noise_multiplier is not None and noise_multiplier < 0:
+        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+    if noise_multiplier == 0 and max_epsilon is not None:
+        raise ValueError("max_epsilon needs noise: noise_multiplier 0 spends an infinite epsilon")
+    if adversarial_eps < 0 or adversarial_steps < 1:
+        raise ValueError(f"adversarial_eps must be >= 0 and adversarial_steps >= 1, got "
+                         f"{adversarial_eps} and {adversarial_steps}")
+    for name, value in (("target_epsilon", target_epsilon), ("max_epsilon", max_epsilon)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+    if target_epsilon and max_epsilon and max_epsilon < target_epsilon:
+        raise ValueError(f"max_epsilon ({max_epsilon}) must be >= target_epsilon ({target_epsilon})")
+    if delta is not None and not 0 < delta < 1:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+    if max_grad_norm <= 0:
+        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+    if accountant not in ACCOUNTANTS:
+        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}")
+    if grad_sample_mode not in dp_engine.GRAD_SAMPLE_MODES:
+        raise ValueError(f"grad_sample_mode must be one of {', '.join(dp_engine.GRAD_SAMPLE_MODES)}, "
+                         f"got {grad_sample_mode!r}")
+    if physical_batch_size is not None and physical_batch_size < 1:
+        raise ValueError(f"physical_batch_size must be >= 1, got {physical_batch_size}")
+    return DPRegime(noise_multiplier=noise_multiplier, target_epsilon=target_epsilon,
+                    max_epsilon=max_epsilon, delta=delta, max_grad_norm=max_grad_norm,
+                    accountant=accountant, noise_schedule=noise_schedule,
+                    clip_schedule=clip_schedule, grad_sample_mode=grad_sample_mode,
+                    physical_batch_size=physical_batch_size, poisson=poisson,
+                    adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps)

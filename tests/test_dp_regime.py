@@ -1,0 +1,148 @@
+"""The DP regime inside the one loop: equivalence with plain SGD, schedules per real step under
+a memory manager, a hard epsilon budget, attacks on DP models, DP adversarial training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from helpers import tiny
+
+from attacks import PGD, Square, cascade
+from privacy import epsilon
+from robustlr import config as config_module
+from robustlr import data, models, optimizers, schedules
+from robustlr.grid import expand
+from robustlr.probes import build_probes
+from robustlr.trainer import train_trial
+
+GROUP_CNN = {"name": "cnn", "norm": "group", "width": 8, "hidden": 16}
+IMAGES = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 8, 8]}}
+
+
+def trial_of(**overrides):
+    config = config_module.from_mapping(tiny(data=IMAGES, model=GROUP_CNN, **overrides))
+    return config, expand(config), data.prepare(config.data, seed=0)
+
+
+class _Capture:
+    """A probe that keeps a copy of the final (unwrapped) model."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def epoch(self, model):
+        return {}
+
+    def final(self, model, trial_dir):
+        self.store["model"] = copy.deepcopy(model)
+        return {}
+
+
+def test_dp_without_noise_or_clipping_is_plain_sgd():
+    config, (standard, private), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 1, "batch_size": 16, "momentum": 0.0},
+        regimes=["standard", "dp(noise_multiplier=0, max_grad_norm=1e6, poisson=false)"])
+    assert len(bundle.train[1]) % 16 == 0  # Opacus divides by the expected batch size
+    store_a, store_b = {}, {}
+    train_trial(config, standard, bundle, on_epoch=lambda r: None, probes=[_Capture(store_a)])
+    summary = train_trial(config, private, bundle, on_epoch=lambda r: None, probes=[_Capture(store_b)])
+    for ours, reference in zip(store_b["model"].parameters(), store_a["model"].parameters()):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-5)
+    assert summary["epsilon"] == float("inf")
+
+
+def test_lr_schedule_is_applied_per_real_step_under_the_memory_manager(monkeypatch):
+    seen: list[float] = []
+    build = optimizers.build
+
+    def recording(*args, **kwargs):
+        optimizer = build(*args, **kwargs)
+        optimizer.register_step_post_hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
+        return optimizer
+
+    monkeypatch.setattr("robustlr.trainer.optimizers.build", recording)
+    spec = "cosine(warmup=0.2)"
+    config, (trial,), bundle = trial_of(
+        schedules=[spec], train={"epochs": 2, "batch_size": 32, "lr": 0.4},
+        regimes=["dp(noise_multiplier=1.0, physical_batch_size=8, grad_sample_mode=hooks)"])
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    steps = summary["dp_steps"]
+    assert summary["steps"] == steps == len(seen) > 0
+    schedule = schedules.parse(spec)
+    total = summary["planned_steps"]
+    assert seen == pytest.approx([0.4 * schedule(s / total) for s in range(steps)])
+
+
+@pytest.mark.parametrize("regime", [
+    {"name": "dp", "target_epsilon": 2.0, "noise_schedule": "linear(final=0.2)"},
+    {"name": "dp", "target_epsilon": 2.0, "accountant": "rdp", "noise_schedule": "step(milestones=[0.3], gamma=0.25)"},
+])
+def test_target_epsilon_is_never_exceeded_even_with_an_aggressive_noise_schedule(regime):
+    config, (trial,), bundle = trial_of(schedules=["constant"], regimes=[regime],
+                                        train={"epochs": 3, "batch_size": 24})
+    rows: list[dict] = []
+    summary = train_trial(config, trial, bundle, on_epoch=rows.append)
+    assert summary["status"] in ("ok", "budget_exhausted")
+    assert max(r["epsilon"] for r in rows) <= 2.0 and summary["epsilon"] <= 2.0
+    assert summary["epsilon"] >= 2.0 * 0.95  # calibrated to land on the target
+    independent = epsilon(sample_rate=summary["sample_rate"], noise_multiplier=[
+        summary["noise_multiplier"] * schedules.parse(regime["noise_schedule"])(s / summary["dp_steps"])
+        for s in range(summary["dp_steps"])], steps=summary["dp_steps"], delta=summary["delta"],
+        accountant=regime.get("accountant", "prv"))
+    assert independent == pytest.approx(summary["epsilon"], rel=0.02)
+
+
+def test_a_hard_cap_stops_the_trial_as_budget_exhausted():
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 6, "batch_size": 24},
+        regimes=[{"name": "dp", "noise_multiplier": 1.0, "max_epsilon": 3.0}])
+    rows: list[dict] = []
+    summary = train_trial(config, trial, bundle, on_epoch=rows.append)
+    assert summary["status"] == "budget_exhausted" and summary["budget_exhausted"] is True
+    assert 1 <= summary["epochs"] < 6
+    assert summary["epsilon"] <= 3.0 and all(r["epsilon"] <= 3.0 for r in rows)
+
+
+def test_a_dp_model_can_be_attacked_during_training_and_after_loading(tmp_path):
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 2, "batch_size": 24},
+        regimes=["dp(noise_multiplier=0.5)"],
+        evaluation={"attack": "pgd(eps=0.1, steps=3)", "subset": 40})
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None, trial_dir=tmp_path,
+                          save_model=True, probes=build_probes(config, trial, bundle))
+    assert summary["status"] == "ok" and 0 <= summary["robust_acc"] <= 1
+    model = models.load(tmp_path / "model.pt")
+    x, y = bundle.test
+    result = cascade(model, x[:30], y[:30], [("pgd", PGD(eps=0.1, steps=3)),
+                                             ("square", Square(eps=0.1, queries=20))])
+    assert result.robust_acc <= result.clean_acc
+
+
+def test_adversarial_training_under_dp_works_with_hooks_toggled():
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 1, "batch_size": 24},
+        regimes=["dp(noise_multiplier=0.5, adversarial_eps=0.1, adversarial_steps=2)"])
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    assert summary["status"] == "ok" and summary["dp_steps"] > 0
+
+
+@pytest.mark.parametrize("regime, message", [
+    ("dp", "give exactly one of noise_multiplier and target_epsilon"),
+    ("dp(noise_multiplier=1, target_epsilon=3)", "give exactly one"),
+    ("dp(noise_multiplier=1, accountant=moments)", "accountant must be one of"),
+    ("dp(target_epsilon=3, max_epsilon=2)", "max_epsilon (2.0) must be >= target_epsilon"),
+    ("dp(noise_multiplier=1, delta=2)", "delta must be in (0, 1)"),
+])
+def test_bad_dp_settings_are_one_line_config_errors(regime, message):
+    with pytest.raises(config_module.ConfigError) as info:
+        config_module.from_mapping(tiny(regimes=[regime]))
+    assert message in str(info.value) and "regimes[0]" in str(info.value)
+
+
+def test_delta_at_or_above_one_over_n_fails_the_trial_with_a_clear_error():
+    config, (trial,), bundle = trial_of(schedules=["constant"],
+                                        regimes=["dp(noise_multiplier=1, delta=0.1)"])
+    with pytest.raises(ValueError, match="delta must be below 1/N"):
+        train_trial(config, trial, bundle, on_epoch=lambda r: None)
