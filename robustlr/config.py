@@ -56,6 +56,7 @@ class EvaluationConfig(_Strict):
     select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or val_robust_acc
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
+    membership: bool = False  # membership-inference audit of the final model
 
     @model_validator(mode="after")
     def _needs_attack(self) -> "EvaluationConfig":

@@ -38,6 +38,13 @@ def build_probes(config, trial, data, poison=None) -> list[Probe]:
             batch_size=evaluation.batch_size))
     if evaluation.corruptions:
         probes.append(CorruptionProbe(test=data.test, seed=seed, batch_size=evaluation.batch_size))
+    if evaluation.membership:
+        from .membership import MembershipProbe
+
+        # the audit's delta: the DP regime's when there is one, else the same 0.1 / N default
+        delta = 0.1 / len(data.train[1])
+        probes.append(MembershipProbe(train=data.train, test=data.test, delta=delta, seed=seed,
+                                      batch_size=evaluation.batch_size))
     if poison is not None:
         probes.append(BackdoorProbe(poison, data.test, evaluation.batch_size))
     return probes

@@ -4,12 +4,31 @@ Chen et al., "Detecting Backdoor Attacks on Deep Neural Networks by Activation C
 SafeAI@AAAI 2019, https://arxiv.org/abs/1811.03728: per class, reduce the penultimate
 activations to 10 dimensions (ICA in the paper; PCA, the default here, is deterministic and
 about 50x faster on CPU; ``reduce="ica"`` follows the paper), split them with 2-means, and
-call the smaller cluster poisonous when it holds at most ``max_relative_size`` of the class
-(their relative-size criterion; 0.35 as in ART). Silhouette orders flagged classes.
+decide which classes are poisoned before removing anything.
+
+How a class is judged (``allocation``):
+- ``"flagged"`` (default): each example scores its margin toward the class's small cluster,
+  as a robust z-score within the class; the class's statistic is its m-th highest score for
+  m the expected poison count (:func:`~attacks.filters.base.class_suspicion`), the highest
+  class is flagged with any other as clearly outlying, and the budget removes the top
+  scores of the flagged classes (the small cluster first, then the examples nearest to it),
+  never more than half of a class. It assumes all-to-one poison, as every attack in
+  :mod:`attacks.poisoning` does.
+- ``"relative_size"`` (the former default): Chen et al.'s criterion, a small cluster holding
+  at most ``max_relative_size`` of its class (0.35 as in ART) flags the class; silhouette
+  orders flagged classes and only small-cluster members may go. On digits, clean classes
+  (1, 4, 9) split into small, well-separated clusters too, and win.
+
+Measured whole-set recall / precision, digits BadNets 3x3 5% target 0, seeds 0 / 1 / 2:
+- grid's model (robustlr ``cnn``, BatchNorm; 1,168 examples, 8 epochs): flagged 1.00 on all
+  three, precision 0.67 (the most possible at 1.5 x m); relative_size 0.83 / 0.93 / 0.98.
+  Retrained on what was kept, ASR 0.00 on all three (1.00 unfiltered).
+- the tests' no-BatchNorm CNN (1,400 examples, 8 epochs): flagged 1.00 / 1.00 / 0.79
+  (0.54-0.69); relative_size 0.80 / 0.27 / 0.21.
+The class statistic partly reflects the target's size (see :mod:`attacks.filters.spectral`):
+on the no-BatchNorm CNN a clean class copied up to the target's size scores as high.
 
 Unlike ART (FINDINGS: recall 0.99 in one run, 0.54 in another) every random step is seeded.
-The removal budget caps what is removed: flagged classes first (most separated first), and
-within them the examples closest to the small cluster.
 """
 
 from __future__ import annotations
@@ -21,9 +40,12 @@ import torch
 from sklearn.decomposition import FastICA
 
 from attacks.filters.base import (FilterInputs, FilterResult, check_removal, class_groups,
-                                  keep_all_but_top, removal_budget, require, resolve_rate)
+                                  class_suspicion, flag_outliers, keep_all_but_top,
+                                  keep_top_in_classes, removal_budget, require, resolve_rate,
+                                  robust_z)
 
 REDUCTIONS = ("ica", "pca")
+ALLOCATIONS = ("flagged", "relative_size")
 
 
 def pca(features: torch.Tensor, dims: int) -> torch.Tensor:
@@ -108,6 +130,7 @@ class ActivationClustering:
     dims: int = 10
     reduce: str = "pca"
     max_relative_size: float = 0.35
+    allocation: str = "flagged"
     seed: int = 0
     needs: ClassVar[frozenset[str]] = frozenset({"features"})
 
@@ -117,25 +140,36 @@ class ActivationClustering:
             raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {self.reduce!r}")
         if isinstance(self.dims, bool) or not isinstance(self.dims, int) or self.dims < 1:
             raise ValueError(f"dims must be an integer >= 1, got {self.dims!r}")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got {self.allocation!r}")
         if not 0 < self.max_relative_size < 0.5:
             raise ValueError(f"max_relative_size must be in (0, 0.5), got {self.max_relative_size!r}")
 
     def fit_predict(self, inputs: FilterInputs) -> FilterResult:
         features = require(inputs, "features", "activation_clustering").float()
         rate = resolve_rate(self.expected_rate, inputs, "activation_clustering")
+        groups = class_groups(inputs.labels, inputs.num_classes)
+        margins = torch.zeros(len(features))
+        sizes = torch.ones(len(groups))
+        separations = torch.zeros(len(groups))
+        in_small = torch.zeros(len(features), dtype=torch.bool)
+        for c, idx in enumerate(groups):
+            if len(idx) > 2:
+                margins[idx], in_small[idx], sizes[c], separations[c] = cluster_class(
+                    features[idx], self.dims, self.reduce, self.seed)
+        budget = removal_budget(len(features), self.removal, rate)
+        if self.allocation == "flagged":
+            scores = robust_z(margins, groups)  # classes on one scale; small cluster first
+            flagged = flag_outliers(class_suspicion(scores, groups, round(rate * len(scores))))
+            return FilterResult(scores, keep_top_in_classes(scores, groups, flagged, budget))
+        # Chen et al.'s criterion: a small cluster flags its class; flagged classes rank above
+        # all others (offset 3), the better separated first; only small clusters may go
+        poisoned = sizes <= self.max_relative_size
         scores = torch.full((len(features),), -1.0)
         flagged = torch.zeros(len(features), dtype=torch.bool)
-        for idx in class_groups(inputs.labels, inputs.num_classes):
-            if len(idx) <= 2:
-                continue
-            margin, in_small, size, separation = cluster_class(
-                features[idx], self.dims, self.reduce, self.seed)
-            poisoned_class = bool(size <= self.max_relative_size)
-            # flagged classes rank above all others (offset 3), the better separated first
-            scores[idx] = margin + (3.0 + separation) * poisoned_class
-            flagged[idx] = in_small & poisoned_class
-        budget = removal_budget(len(scores), self.removal, rate)
-        # only members of flagged small clusters may go; the budget trims them by score
+        for c, idx in enumerate(groups):
+            if len(idx) > 2:
+                scores[idx] = margins[idx] + (3.0 + separations[c]) * poisoned[c]
+                flagged[idx] = in_small[idx] & poisoned[c]
         ranked = torch.where(flagged, scores, torch.tensor(float("-inf")))
-        keep = keep_all_but_top(ranked, min(budget, int(flagged.sum())))
-        return FilterResult(scores, keep)
+        return FilterResult(scores, keep_all_but_top(ranked, min(budget, int(flagged.sum()))))

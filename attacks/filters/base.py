@@ -92,3 +92,46 @@ def robust_z(values: torch.Tensor, groups: list[torch.Tensor]) -> torch.Tensor:
         mad = (v - median).abs().median() * 1.4826
         z[idx] = (v - median) / mad.clamp_min(1e-12)
     return z
+
+
+def class_suspicion(scores: torch.Tensor, groups: list[torch.Tensor], count: int) -> torch.Tensor:
+    """Per class, the ``count``-th highest score (at most half-way down the class): how
+    suspicious the class's would-be poisons are if all ``count`` expected poisons sat in it.
+    A clean class offers only the tail of its bulk at that rank; a poisoned one offers its
+    poisons. A class enlarged by poisons is read at a lower quantile, which adds to the signal
+    (see :mod:`attacks.filters.spectral` for how much). Empty classes get -inf."""
+    out = torch.full((len(groups),), float("-inf"))
+    for c, idx in enumerate(groups):
+        if len(idx) >= 2:
+            rank = max(1, min(count, len(idx) // 2))
+            out[c] = scores[idx].topk(rank).values[-1]
+    return out
+
+
+def flag_outliers(stat: torch.Tensor, cut: float = 3.5, share: float = 0.5) -> torch.Tensor:
+    """The class with the highest statistic (the defender is told the poison rate, so some
+    class holds poison) and every class that is as clearly an outlier: a modified z-score
+    (Iglewicz & Hoaglin 1993) above ``cut`` and at least ``share`` of the highest one's, so a
+    second target class is caught but a mildly unusual clean class does not split the budget."""
+    finite = torch.isfinite(stat)
+    flagged = torch.zeros(len(stat), dtype=torch.bool)
+    if not bool(finite.any()):
+        return flagged
+    values = stat[finite]
+    median = values.median()
+    z = (values - median) / ((values - median).abs().median() * 1.4826).clamp_min(1e-12)
+    flagged[finite] = (z > cut) & (z >= share * z.max())
+    flagged[int(torch.where(finite, stat, float("-inf")).argmax())] = True
+    return flagged
+
+
+def keep_top_in_classes(scores: torch.Tensor, groups: list[torch.Tensor], classes: torch.Tensor,
+                        budget: int) -> torch.Tensor:
+    """``keep`` mask removing, within the ``classes`` flagged, the ``budget`` highest scores
+    overall, but never more than half of any class (poisons are a class's minority)."""
+    candidates = torch.full((len(scores),), float("-inf"))
+    for c in classes.nonzero().flatten().tolist():
+        idx = groups[c]
+        top = idx[scores[idx].topk(len(idx) // 2).indices]
+        candidates[top] = scores[top]
+    return keep_all_but_top(candidates, min(budget, int(torch.isfinite(candidates).sum())))
