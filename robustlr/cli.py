@@ -26,13 +26,13 @@ def main() -> None:
 @main.command()
 @click.argument("config", required=False, type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/NAME-TIME).")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Trials trained in parallel (one process each).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Trials trained in parallel, one process each (default: CPU cores, at most 8).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Finish what is missing in this run folder.")
 @click.option("--quick", is_flag=True, help="Every schedule and regime, fewer epochs and less data.")
 @click.option("--save-models", is_flag=True, help="Save each trial's final model as trials/ID/model.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
-def run(config: Path | None, out: Path | None, workers: int, resume: Path | None, quick: bool,
+def run(config: Path | None, out: Path | None, workers: int | None, resume: Path | None, quick: bool,
         save_models: bool, no_progress: bool) -> None:
     """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder."""
     from . import run as run_module
@@ -43,7 +43,10 @@ def run(config: Path | None, out: Path | None, workers: int, resume: Path | None
         loaded = config_module.load(config) if config is not None else None
         if quick and loaded is not None:
             loaded = run_module.quick(loaded)
-        run_dir = run_module.execute(loaded, out=out, resume=resume, workers=workers,
+        from .runner import default_workers
+
+        run_dir = run_module.execute(loaded, out=out, resume=resume,
+                                     workers=workers or default_workers(),
                                      save_models=save_models, show_progress=not no_progress)
     except (config_module.ConfigError, run_module.RunError, SpecError) as error:
         fail(str(error))

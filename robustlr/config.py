@@ -53,6 +53,7 @@ class EvaluationConfig(_Strict):
     attack: Optional[SpecValue] = None  # per-epoch robust accuracy
     subset: int = Field(500, ge=1)  # examples of the test (and validation) set it runs on
     final: list[SpecValue] = Field(default_factory=list)  # the cascade at the end
+    final_subset: Optional[int] = Field(None, ge=1)  # test examples for it (None: all)
     select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or val_robust_acc
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
@@ -70,6 +71,32 @@ class FilteringConfig(_Strict):
     epochs: int = Field(4, ge=1)  # the brief training on poisoned data that filters read
 
 
+def _positive_scales(values: list[float] | None) -> list[float] | None:
+    for value in values or []:
+        if value <= 0:
+            raise ValueError(f"every LR scale must be > 0, got {value}")
+    return values
+
+
+class GridConfig(_Strict):
+    """A sub-grid: the dimensions it sets replace the top-level ones for its trials."""
+
+    schedules: Optional[list[SpecValue]] = Field(None, min_length=1)
+    regimes: Optional[list[SpecValue]] = Field(None, min_length=1)
+    lr_scales: Optional[list[float]] = Field(None, min_length=1)
+    seeds: Optional[list[int]] = Field(None, min_length=1)
+    poisoning: Optional[list[SpecValue]] = Field(None, min_length=1)
+    filter: Optional[list[SpecValue]] = Field(None, min_length=1)
+
+    @field_validator("lr_scales")
+    @classmethod
+    def _positive(cls, values: list[float] | None) -> list[float] | None:
+        return _positive_scales(values)
+
+
+DIMENSIONS = ("schedules", "regimes", "lr_scales", "seeds", "poisoning", "filter")
+
+
 class ExperimentConfig(_Strict):
     name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig = DataConfig(name="digits")
@@ -83,14 +110,21 @@ class ExperimentConfig(_Strict):
     poisoning: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
     filter: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
     filtering: FilteringConfig = FilteringConfig()
+    # Several sub-grids in one run (e.g. all schedules for standard training, a few for
+    # adversarial training); without it the top-level dimensions form the one grid.
+    grids: list[GridConfig] = Field(default_factory=list)
+
+    def dimension_sets(self) -> list[dict[str, list]]:
+        base = {name: getattr(self, name) for name in DIMENSIONS}
+        if not self.grids:
+            return [base]
+        return [{name: getattr(grid, name) if getattr(grid, name) is not None else base[name]
+                 for name in DIMENSIONS} for grid in self.grids]
 
     @field_validator("lr_scales")
     @classmethod
     def _positive(cls, values: list[float]) -> list[float]:
-        for value in values:
-            if value <= 0:
-                raise ValueError(f"every LR scale must be > 0, got {value}")
-        return values
+        return _positive_scales(values)
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
@@ -105,26 +139,30 @@ def _check_specs(config: ExperimentConfig) -> None:
     from . import models, schedules
     from .regimes import REGIMES
 
-    checks = [("schedules", schedules.parse, config.schedules),
-              ("regimes", REGIMES.build, config.regimes)]
-    for field, build, values in checks:
-        for index, value in enumerate(values):
-            try:
-                build(value)
-            except SpecError as error:
-                raise ConfigError(f"{field}[{index}]: {error}") from None
+    for number, dimensions in enumerate(config.dimension_sets()):
+        prefix = f"grids[{number}]." if config.grids else ""
+        checks = [("schedules", schedules.parse, dimensions["schedules"]),
+                  ("regimes", REGIMES.build, dimensions["regimes"])]
+        for field, build, values in checks:
+            for index, value in enumerate(values):
+                try:
+                    build(value)
+                except SpecError as error:
+                    raise ConfigError(f"{prefix}{field}[{index}]: {error}") from None
     from .poisoning import FILTERS, POISONS
     from .robustness import ATTACKS
     from .spec import is_none
 
-    for field, registry in (("poisoning", POISONS), ("filter", FILTERS)):
-        for index, value in enumerate(getattr(config, field)):
-            if is_none(value):
-                continue
-            try:
-                registry.build(value)
-            except SpecError as error:
-                raise ConfigError(f"{field}[{index}]: {error}") from None
+    for number, dimensions in enumerate(config.dimension_sets()):
+        prefix = f"grids[{number}]." if config.grids else ""
+        for field, registry in (("poisoning", POISONS), ("filter", FILTERS)):
+            for index, value in enumerate(dimensions[field]):
+                if is_none(value):
+                    continue
+                try:
+                    registry.build(value)
+                except SpecError as error:
+                    raise ConfigError(f"{prefix}{field}[{index}]: {error}") from None
 
     evaluation = config.evaluation
     attack_specs = ([("evaluation.attack", evaluation.attack)] if evaluation.attack else []) + [

@@ -49,11 +49,13 @@ def spec_text(value: str | dict[str, Any] | None) -> str:
 
 
 def expand(config: ExperimentConfig) -> list[Trial]:
-    dimensions = itertools.product(config.schedules, config.regimes, config.poisoning,
-                                   config.filter, config.lr_scales, config.seeds)
-    trials = [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed),
-                    spec_text(poison), spec_text(defence))
-              for schedule, regime, poison, defence, scale, seed in dimensions]
+    trials = []
+    for d in config.dimension_sets():
+        product = itertools.product(d["schedules"], d["regimes"], d["poisoning"], d["filter"],
+                                    d["lr_scales"], d["seeds"])
+        trials += [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed),
+                         spec_text(poison), spec_text(defence))
+                   for schedule, regime, poison, defence, scale, seed in product]
     by_id: dict[str, Trial] = {}
     for trial in trials:  # "cosine" and "cosine()" are one trial
         by_id.setdefault(trial.id, trial)

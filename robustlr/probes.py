@@ -35,7 +35,8 @@ def build_probes(config, trial, data, poison=None) -> list[Probe]:
         probes.append(RobustnessProbe(
             attack=evaluation.attack, final=list(evaluation.final), test=data.test,
             val=data.val, subset=evaluation.subset, seed=seed, sanity_checks=evaluation.sanity,
-            batch_size=evaluation.batch_size))
+            batch_size=evaluation.batch_size, select_robust=evaluation.select == "robust",
+            final_subset=evaluation.final_subset))
     if evaluation.corruptions:
         probes.append(CorruptionProbe(test=data.test, seed=seed, batch_size=evaluation.batch_size))
     if evaluation.membership:

@@ -58,14 +58,17 @@ class CorruptionProbe(Probe):
 
 class RobustnessProbe(Probe):
     def __init__(self, *, attack: str, final: list[str], test, val, subset: int, seed: int,
-                 sanity_checks: bool, batch_size: int):
+                 sanity_checks: bool, batch_size: int, select_robust: bool = False,
+                 final_subset: int | None = None):
         self.attack_spec, self.attack = str(parse(attack)), ATTACKS.build(attack)
         eps = getattr(self.attack, "eps", 0.0)
         self.fgsm = FGSM(eps=eps)
         self.final_specs = [str(parse(s)) for s in final]
         self.test, self.val = test, val
         self.test_subset = fixed_subset(*test, subset, seed)
-        self.val_subset = fixed_subset(*val, subset, seed + 1)
+        # validation robust accuracy costs as much again; it is measured only to select on it
+        self.val_subset = fixed_subset(*val, subset, seed + 1) if select_robust else None
+        self.final_test = fixed_subset(*test, final_subset, seed) if final_subset else test
         self.sanity_checks = sanity_checks
         self.batch_size, self.seed = batch_size, seed
         self.history: list[dict[str, float]] = []
@@ -79,9 +82,10 @@ class RobustnessProbe(Probe):
 
     def epoch(self, model: nn.Module) -> dict[str, float]:
         row = {"robust_acc": self._robust(model, *self.test_subset, self.attack),
-               "fgsm_acc": self._robust(model, *self.test_subset, self.fgsm),
-               "val_robust_acc": self._robust(model, *self.val_subset, self.attack)}
-        selection = row["val_robust_acc"] if len(self.val_subset[1]) else row["robust_acc"]
+               "fgsm_acc": self._robust(model, *self.test_subset, self.fgsm)}
+        selection = row["robust_acc"]  # without validation selection: test subset (optimistic)
+        if self.val_subset is not None and len(self.val_subset[1]):
+            row["val_robust_acc"] = selection = self._robust(model, *self.val_subset, self.attack)
         if selection > self.best_val:  # keep the best-robust weights for the final cascade
             self.best_val, self.best_index = selection, len(self.history)
             self.best_state = copy.deepcopy(model.state_dict())
@@ -112,10 +116,10 @@ class RobustnessProbe(Probe):
 
     def _final_cascades(self, model: nn.Module) -> dict[str, Any]:
         attacks = [(spec, ATTACKS.build(spec)) for spec in self.final_specs]
-        final = cascade(model, *self.test, attacks, batch_size=self.batch_size)
+        final = cascade(model, *self.final_test, attacks, batch_size=self.batch_size)
         best_model = copy.deepcopy(model)
         best_model.load_state_dict(self.best_state)
-        best = cascade(best_model, *self.test, attacks, batch_size=self.batch_size)
+        best = cascade(best_model, *self.final_test, attacks, batch_size=self.batch_size)
         return {"final_attacks": self.final_specs,
                 "cascade": {spec: acc for spec, acc in final.steps},
                 "cascade_robust_acc": final.robust_acc,

@@ -29,11 +29,15 @@ class RunError(ValueError):
 
 
 def quick(config: ExperimentConfig) -> ExperimentConfig:
-    """Every schedule and regime of ``config``, with fewer epochs and less data."""
+    """Every trial of ``config``, with fewer epochs, less data and smaller evaluations."""
     train = config.train.model_copy(update={"epochs": min(config.train.epochs, 3)})
-    limit = min(config.data.limit or 600, 600)
-    data = config.data.model_copy(update={"limit": limit})
-    return config.model_copy(update={"train": train, "data": data, "name": config.name + "-quick"})
+    data = config.data.model_copy(update={"limit": min(config.data.limit or 600, 600)})
+    evaluation = config.evaluation.model_copy(update={
+        "subset": min(config.evaluation.subset, 100),
+        "final_subset": min(config.evaluation.final_subset or 100, 100), "sanity": False})
+    filtering = config.filtering.model_copy(update={"epochs": min(config.filtering.epochs, 2)})
+    return config.model_copy(update={"train": train, "data": data, "evaluation": evaluation,
+                                     "filtering": filtering, "name": config.name + "-quick"})
 
 
 def _default_dir(config: ExperimentConfig) -> Path:

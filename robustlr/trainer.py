@@ -188,7 +188,7 @@ def _selection_score(row: dict[str, Any], select: str) -> float:
     """Best checkpoint by validation accuracy (clean or robust); without a validation split,
     by the test-set number (then the ``_best`` fields are optimistic, as the README says)."""
     val_key, test_key = ("val_robust_acc", "robust_acc") if select == "robust" else ("val_acc", "test_acc")
-    value = row[val_key]
+    value = row.get(val_key, math.nan)
     return row[test_key] if not math.isfinite(value) else value
 
 
