@@ -107,5 +107,9 @@ def report(run_dir: Path) -> None:
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
+from .cli_attack import attack  # noqa: E402  (it imports `fail` from here when it runs)
+
+main.add_command(attack)
+
 if __name__ == "__main__":
     main()

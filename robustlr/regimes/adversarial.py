@@ -14,6 +14,7 @@ from attacks.fgsm import fgsm
 from attacks.pgd import pgd
 
 from .. import schedules
+from ..spec import SpecError
 from ..modes import generating_attack
 from .base import REGIMES, Regime, TrainingSetup
 
@@ -36,7 +37,10 @@ class AdversarialRegime(Regime):
 
     def __init__(self, *, eps: float, ramp: str | None):
         self.eps = eps
-        self.ramp = schedules.parse(ramp) if ramp else None
+        try:
+            self.ramp = schedules.parse(ramp) if ramp else None
+        except SpecError as error:
+            raise ValueError(f"ramp: {error}") from None
         self.generator: torch.Generator | None = None
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
