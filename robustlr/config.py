@@ -214,5 +214,8 @@ def default_path() -> Path:
 
 
 def dump(config: ExperimentConfig) -> str:
-    """The resolved config (defaults filled in), as saved with each run."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    """The resolved config (defaults filled in), as saved with each run; it loads back."""
+    raw = config.model_dump(mode="json")
+    if raw["data"]["name"] != "synthetic":
+        raw["data"].pop("synthetic")  # only valid beside name 'synthetic'
+    return yaml.safe_dump(raw, sort_keys=False)

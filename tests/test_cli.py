@@ -142,3 +142,15 @@ def test_report_rebuilds_from_the_database(tmp_path):
     assert result.exit_code == 0
     assert (out / "report.html").is_file() and (out / "epochs.csv").is_file()
     assert cli("report", str(tmp_path)).exit_code == 2
+
+
+def test_the_saved_config_of_every_shipped_experiment_loads_back(tmp_path):
+    from robustlr import config as config_module
+
+    experiments = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
+    assert len(experiments) >= 3
+    for path in experiments:
+        loaded = config_module.load(path)
+        saved = tmp_path / f"{path.stem}.yaml"
+        saved.write_text(config_module.dump(loaded))
+        assert config_module.dump(config_module.load(saved)) == config_module.dump(loaded), path

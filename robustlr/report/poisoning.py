@@ -63,7 +63,8 @@ def _asr_per_epoch(document: Document, triggered: list[dict], rows: list[dict]) 
     figure = Figure(figsize=(7, 3.4 * len(poisons)))
     for axes, poison in zip(figure.subplots(len(poisons), 1, squeeze=False)[:, 0], poisons):
         records = [r for r in triggered if r["poison"] == poison]
-        for (schedule, defence, regime), runs in group(records, ("schedule", "filter", "regime")).items():
+        arms = group(records, ("schedule", "filter", "regime"))
+        for (schedule, defence, regime), runs in arms.items():
             curves = [[_number(x.get("asr")) for x in by_trial[r["trial"]]] for r in runs]
             length = min(len(c) for c in curves)
             mean = [_mean([c[i] for c in curves]) for i in range(length)]

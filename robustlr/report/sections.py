@@ -36,16 +36,17 @@ def clean_sections(document: Document, summaries: list[dict], rows: list[dict]) 
 
 def _schedule_table(document: Document, summaries: list[dict]) -> None:
     document.heading("Schedules")
-    groups = group(summaries, ("regime", "schedule", "lr_scale"))
+    groups = group(summaries, ("regime", "schedule", "lr_scale", "poison", "filter"))
     ranked = sorted(groups.items(), key=lambda item: -_mean(item[1], "clean_acc"))
     table = []
-    for rank, ((regime, schedule, scale), records) in enumerate(ranked, 1):
-        table.append([str(rank), schedule, regime, f"{scale:g}", str(len(records)),
+    for rank, ((regime, schedule, scale, poison, defence), records) in enumerate(ranked, 1):
+        scenario = "" if poison in (None, "none") and defence in (None, "none") else f" / {poison} / {defence}"
+        table.append([str(rank), schedule, regime + scenario, f"{scale:g}", str(len(records)),
                       percent([r.get("clean_acc") for r in records]),
                       percent([r.get("clean_acc_best") for r in records]),
                       interval([r.get("train_seconds") for r in records]).text(digits=2),
                       ", ".join(sorted({r.get("status", "?") for r in records}))])
-    document.table(["rank", "schedule", "regime", "LR scale", "seeds", "clean acc %",
+    document.table(["rank", "schedule", "regime / poison / filter", "LR scale", "seeds", "clean acc %",
                     "best-epoch acc %", "train s", "status"], table)
 
 
