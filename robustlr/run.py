@@ -94,6 +94,7 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
+    log.propagate = False  # ART configures the root logger; the run log is enough
     progress = Progress(enabled=show_progress)
     try:
         log.info("run %s: %s", run_dir, "resumed" if resume else "started")
