@@ -46,3 +46,14 @@ def group(summaries: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[tuple,
     for record in summaries:
         groups[tuple(record.get(k) for k in keys)].append(record)
     return dict(groups)
+
+
+def with_arms(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies whose ``regime`` also names the poisoning scenario, so that sections grouping by
+    regime never pool a poisoned or filtered arm with clean training."""
+    labelled = []
+    for record in summaries:
+        poison, defence = record.get("poison", "none"), record.get("filter", "none")
+        scenario = "" if poison == defence == "none" else f" / {poison} / {defence}"
+        labelled.append({**record, "regime": f"{record.get('regime')}{scenario}"})
+    return labelled

@@ -12,13 +12,13 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..stats import group, interval
+from ..stats import group, interval, with_arms
 from .document import Document
 from .sections import percent
 
 
 def robustness_section(document: Document, summaries: list[dict], rows: list[dict]) -> None:
-    measured = [r for r in summaries if _number(r.get("robust_acc")) is not None]
+    measured = [r for r in with_arms(summaries) if _number(r.get("robust_acc")) is not None]
     if not measured:
         return
     document.heading("Adversarial robustness")

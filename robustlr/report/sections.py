@@ -10,7 +10,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from .. import schedules
-from ..stats import group, interval
+from ..stats import group, interval, with_arms
 from .document import Document
 
 
@@ -28,6 +28,7 @@ def clean_sections(document: Document, summaries: list[dict], rows: list[dict]) 
                   "'best' is the test accuracy of the epoch with the best validation accuracy.")
     _schedule_table(document, summaries)
     _failures(document, summaries)
+    summaries = with_arms(summaries)
     _lr_curves(document, summaries)
     _accuracy_per_epoch(document, summaries, rows)
     _sensitivity(document, summaries)
