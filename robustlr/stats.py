@@ -26,6 +26,17 @@ class Interval:
         return f"{self.mean * scale:.{digits}f} ± {half:.{digits}f}"
 
 
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
 def interval(values: Iterable[Any], confidence: float = 0.95) -> Interval:
     """Mean and two-sided t-interval; a single value has a zero-width interval."""
     clean = [float(v) for v in values if v is not None and math.isfinite(float(v))]

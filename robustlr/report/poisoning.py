@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ..spec import is_none
-from ..stats import group, interval
+from ..stats import finite as _number, group, interval
 from .document import Document
 from .sections import percent
 
@@ -39,16 +39,6 @@ def poisoning_section(document: Document, summaries: list[dict], rows: list[dict
         _accuracy_vs_asr(document, triggered)
     _filter_table(document, poisoned)
     _outcome_table(document, summaries, poisoned)
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _asr_per_epoch(document: Document, triggered: list[dict], rows: list[dict]) -> None:

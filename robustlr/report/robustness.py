@@ -12,7 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..stats import group, interval, with_arms
+from ..stats import finite as _number, group, interval, with_arms
 from .document import Document
 from .sections import percent
 
@@ -33,16 +33,6 @@ def robustness_section(document: Document, summaries: list[dict], rows: list[dic
     _frontier(document, measured)
     _gap_table(document, measured)
     _warnings(document, measured)
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _mean_curve(curves: list[list[float | None]]) -> list[float]:
