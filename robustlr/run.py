@@ -30,8 +30,8 @@ class RunError(ValueError):
 
 def quick(config: ExperimentConfig) -> ExperimentConfig:
     """Every trial of ``config``, with fewer epochs, less data and smaller evaluations."""
-    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 3)})
-    data = config.data.model_copy(update={"limit": min(config.data.limit or 600, 600)})
+    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 2)})
+    data = config.data.model_copy(update={"limit": min(config.data.limit or 400, 400)})
     evaluation = config.evaluation.model_copy(update={
         "subset": min(config.evaluation.subset, 100),
         "final_subset": min(config.evaluation.final_subset or 100, 100), "sanity": False})
