@@ -101,9 +101,10 @@ def silhouette(points: torch.Tensor, labels: torch.Tensor, generator: torch.Gene
     return float(scores.mean())
 
 
-def cluster_class(features: torch.Tensor, dims: int, reduce: str, seed: int):
+def cluster_class(features: torch.Tensor, dims: int, reduce: str, seed: int,
+                  separation: bool = True):
     """(margin toward the small cluster in [-1, 1], in-small-cluster mask, relative size,
-    silhouette) for one class."""
+    silhouette) for one class; the silhouette (an m x m distance matrix) only when asked."""
     dims = min(dims, features.shape[0] - 1, features.shape[1])
     if reduce == "ica":
         reducer = FastICA(dims, random_state=seed, max_iter=1000, tol=0.005)
@@ -117,8 +118,9 @@ def cluster_class(features: torch.Tensor, dims: int, reduce: str, seed: int):
     near_small, near_large = distances[:, small], distances[:, 1 - small]
     margin = (near_large - near_small) / (near_large + near_small).clamp_min(1e-12)
     in_small = labels == small
-    separation = silhouette(reduced, labels, generator) if 0 < int(in_small.sum()) < len(labels) else 0.0
-    return margin, in_small, float(in_small.float().mean()), separation
+    split = 0 < int(in_small.sum()) < len(labels)
+    score = silhouette(reduced, labels, generator) if separation and split else 0.0
+    return margin, in_small, float(in_small.float().mean()), score
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,8 @@ class ActivationClustering:
         for c, idx in enumerate(groups):
             if len(idx) > 2:
                 margins[idx], in_small[idx], sizes[c], separations[c] = cluster_class(
-                    features[idx], self.dims, self.reduce, self.seed)
+                    features[idx], self.dims, self.reduce, self.seed,
+                    separation=self.allocation == "relative_size")  # "flagged" ranks by margin
         budget = removal_budget(len(features), self.removal, rate)
         if self.allocation == "flagged":
             scores = robust_z(margins, groups)  # classes on one scale; small cluster first
