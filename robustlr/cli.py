@@ -108,8 +108,11 @@ def report(run_dir: Path) -> None:
 
 
 from .cli_attack import attack  # noqa: E402  (it imports `fail` from here when it runs)
+from .cli_gate import compare, gate  # noqa: E402
 
 main.add_command(attack)
+main.add_command(gate)
+main.add_command(compare)
 
 if __name__ == "__main__":
     main()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .document import Document
+from .frontiers import frontier_section
 from .poisoning import poisoning_section
 from .robustness import robustness_section
 from .sections import clean_sections
@@ -14,7 +15,8 @@ from .sections import clean_sections
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # Later threat models append their sections here; each skips itself when its fields are absent.
-SECTIONS: list[Section] = [clean_sections, robustness_section, poisoning_section]
+SECTIONS: list[Section] = [clean_sections, robustness_section, poisoning_section,
+                           frontier_section]
 
 
 def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],
