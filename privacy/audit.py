@@ -69,7 +69,7 @@ def art_black_box_auc(model: nn.Module, members, non_members, *, fit_idx, eval_i
     attack = MembershipInferenceBlackBox(classifier, input_type="prediction",
                                          attack_model_type="rf")
     np.random.seed(seed)  # ART's random forest draws from numpy's global generator
-    (fm, em), (fn, en) = fit_idx, eval_idx
+    (fm, fn), (em, en) = fit_idx, eval_idx  # (members, non-members) of each half
     ym_np, yn_np = ym.numpy(), yn.numpy()
     attack.fit(x=xm.numpy()[fm], y=ym_np[fm], test_x=xn.numpy()[fn], test_y=yn_np[fn],
                pred=pm[fm], test_pred=pn[fn])

@@ -9,14 +9,15 @@ from typing import Any, Callable
 from .document import Document
 from .frontiers import frontier_section
 from .poisoning import poisoning_section
+from .privacy import privacy_section
 from .robustness import robustness_section
 from .sections import clean_sections
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # Later threat models append their sections here; each skips itself when its fields are absent.
-SECTIONS: list[Section] = [clean_sections, robustness_section, poisoning_section,
-                           frontier_section]
+SECTIONS: list[Section] = [clean_sections, robustness_section, privacy_section,
+                           poisoning_section, frontier_section]
 
 
 def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],

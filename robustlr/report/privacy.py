@@ -12,13 +12,14 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..stats import group, interval
+from ..stats import finite as _number, group, interval, with_arms
 from .document import Document
-from .robustness import _mean_curve, _number, _pareto
+from .robustness import _mean_curve, _pareto
 from .sections import percent
 
 
 def privacy_section(document: Document, summaries: list[dict], rows: list[dict]) -> None:
+    summaries = with_arms(summaries)  # a poisoned arm is never pooled with clean training
     private = [r for r in summaries if _number(r.get("epsilon")) is not None]
     audited = [r for r in summaries if _number(r.get("mia_auc")) is not None]
     if not private and not audited:
@@ -53,7 +54,8 @@ def _levels(private: list[dict]) -> dict[str, list[dict]]:
     named = {}
     for key in sorted(levels):
         spent = interval([r.get("epsilon") for r in levels[key]]).mean
-        named[f"ε = {key[1]:g}" if key[0] == 0 else f"{key[2]} (ε spent {spent:.2f})"] = levels[key]
+        name = f"ε = {key[1]:g}" if key[0] == 0 else f"{key[2]} (ε spent {spent:.2f})"
+        named[name] = levels[key]
     return named
 
 
@@ -99,8 +101,7 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
 
 
 def _non_private_best(summaries: list[dict]) -> tuple[str, float] | None:
-    standard = [r for r in summaries if r.get("regime") == "standard"
-                and str(r.get("poison", "none")) == "none" and r.get("status") == "ok"]
+    standard = [r for r in summaries if r.get("regime") == "standard" and r.get("status") == "ok"]
     means = [(schedule, interval([r.get("clean_acc") for r in records]).mean)
              for (schedule,), records in group(standard, ("schedule",)).items()]
     means = [m for m in means if math.isfinite(m[1])]
@@ -115,14 +116,15 @@ def _epsilon_per_epoch(document: Document, private: list[dict], rows: list[dict]
     figure = Figure(figsize=(max(7.0, 3.8 * len(levels)), 3.8))
     axes_list = figure.subplots(1, len(levels), squeeze=False)[0]
     for axes, (name, records) in zip(axes_list, levels.items()):
+        several = len({r["regime"] for r in records}) > 1
         for (schedule, regime), runs in group(records, ("schedule", "regime")).items():
             curves = [[_number(x.get("epsilon")) for x in sorted(by_trial[r["trial"]],
                                                                  key=lambda x: x["epoch"])]
                       for r in runs]
             curve = _mean_curve(curves)
             if curve:
-                label = schedule if len({r["regime"] for r in records}) == 1 else f"{schedule} / {regime}"
-                axes.plot(range(1, len(curve) + 1), curve, marker=".", label=label)
+                axes.plot(range(1, len(curve) + 1), curve, marker=".",
+                          label=f"{schedule} / {regime}" if several else schedule)
         level = _level(records[0])
         if level is not None:
             axes.axhline(level, color="#d62728", ls=":", lw=1, label="target / cap")
@@ -142,7 +144,8 @@ def _ranking(document: Document, private: list[dict]) -> None:
     table = []
     for name, records in _levels(private).items():
         groups = group(records, ("schedule", "regime", "lr_scale"))
-        accuracies = {key: interval([r.get("clean_acc") for r in runs]) for key, runs in groups.items()}
+        accuracies = {key: interval([r.get("clean_acc") for r in runs])
+                      for key, runs in groups.items()}
         ranked = sorted(groups, key=lambda key: -_finite(accuracies[key].mean))
         top = accuracies[ranked[0]]
         for rank, key in enumerate(ranked, 1):
@@ -176,7 +179,8 @@ def _exhausted(document: Document, private: list[dict]) -> None:
     document.table(["trial", "schedule", "regime", "seed", "epochs reached", "steps / planned",
                     "ε spent", "cap", "clean acc %"],
                    [[r["trial"], r["schedule"], r["regime"], str(r.get("seed", "")),
-                     str(r.get("epochs", "")), f"{r.get('steps', '')} / {r.get('planned_steps', '?')}",
+                     str(r.get("epochs", "")),
+                     f"{r.get('steps', '')} / {r.get('planned_steps', '?')}",
                      _text(r.get("epsilon"), 2), _text(r.get("max_epsilon"), 2),
                      percent([r.get("clean_acc")])] for r in stopped])
 
@@ -195,7 +199,8 @@ def _membership(document: Document, audited: list[dict]) -> None:
         "on one half and counted on the other) must stay below the accountant's epsilon; "
         "a private trial where it does not points at a broken guarantee.")
     table, broken = [], []
-    for (regime, schedule, scale), runs in group(audited, ("regime", "schedule", "lr_scale")).items():
+    groups = group(audited, ("regime", "schedule", "lr_scale"))
+    for (regime, schedule, scale), runs in groups.items():
         spent = interval([r.get("epsilon") for r in runs])
         private = spent.n > 0
         table.append([regime, schedule, f"{scale:g}", str(len(runs)),
