@@ -207,3 +207,16 @@ def test_missing_inputs_are_named():
     with pytest.raises(ValueError, match="^expected_rate "):
         FILTERS["knn"]().fit_predict(FilterInputs(torch.zeros(3, dtype=torch.int64), 2,
                                                   features=torch.rand(3, 4)))
+
+
+def test_filters_survive_a_class_whose_scatter_matrix_defeats_float32_eigh():
+    """Penultimate features of one digits class (60 dead ReLU units) on which float32
+    ``torch.linalg.eigh`` fails to converge; the default-audit trial crashed on it once."""
+    from pathlib import Path
+
+    from attacks.filters.activation_clustering import pca
+    from attacks.filters.spectral import spectral_projection
+
+    features = torch.load(Path(__file__).parent / "data" / "ill_conditioned_class.pt")
+    assert torch.isfinite(pca(features, 10)).all()
+    assert torch.isfinite(spectral_projection(features)).all()

@@ -49,10 +49,14 @@ ALLOCATIONS = ("flagged", "relative_size")
 
 
 def pca(features: torch.Tensor, dims: int) -> torch.Tensor:
-    """Projection on the top ``dims`` principal axes (eigh of the D x D scatter matrix)."""
+    """Projection on the top ``dims`` principal axes (eigh of the D x D scatter matrix).
+
+    The D x D matrix is decomposed in float64: with many dead ReLU units it is singular, and
+    float32 eigh returned NaN vectors for such a class (seen on digits)."""
     centred = features - features.mean(dim=0)
-    _, vectors = torch.linalg.eigh(centred.T @ centred)
-    return centred @ vectors[:, -dims:]
+    scatter = centred.double().T @ centred.double()
+    _, vectors = torch.linalg.eigh(scatter)
+    return centred @ vectors[:, -dims:].to(centred.dtype)
 
 
 def two_means(points: torch.Tensor, generator: torch.Generator, inits: int = 2,

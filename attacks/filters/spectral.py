@@ -60,7 +60,10 @@ def spectral_projection(features: torch.Tensor) -> torch.Tensor:
     same vector, far cheaper when n >> D, and nothing of size n x n is formed.
     """
     centred = features - features.median(dim=0).values
-    _, vectors = torch.linalg.eigh(centred.T @ centred)
+    # float64: the scatter matrix of features with dead ReLU units is singular, where float32
+    # eigh can return NaN vectors (seen on digits)
+    _, vectors = torch.linalg.eigh(centred.double().T @ centred.double())
+    vectors = vectors.to(centred.dtype)
     return centred @ vectors[:, -1]
 
 
