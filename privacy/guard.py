@@ -28,6 +28,7 @@ from privacy.accounting import (MAX_DISTINCT, _check, epsilon_of_history, histor
 
 PRV_EPS_ERROR = 0.01  # Opacus' PRVAccountant default
 MAX_CERTIFIED = 1 << 20
+MAX_PLAN_FIRST = 1 << 17  # plans up to this long are first tried whole
 
 
 class BudgetGuard:
@@ -61,6 +62,10 @@ class BudgetGuard:
                "a 1-d sequence of positive floats", plan.shape)
         cap = self.max_epsilon - self.margin
         fits = lambda k: k == 0 or self._eps(plan[:k]) <= cap  # noqa: E731
+        if len(plan) <= MAX_PLAN_FIRST and fits(len(plan)):
+            # a run calibrated below the cap fits whole: one accountant call, not a search
+            self._plan, self._certified, self._used = plan, len(plan), 0
+            return len(plan)
         good, bad = 0, len(plan) + 1
         k = 1
         while k < bad and fits(k):  # exponential search, then bisection

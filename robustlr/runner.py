@@ -123,10 +123,7 @@ def run_grid(config: ExperimentConfig, run_dir: Path, store: Store, *, workers: 
 
 
 def _run_pool(tasks: list[TrialTask], workers: int, record: _Recorder) -> None:
-    # Not fork: a forked CUDA context or OpenMP pool breaks in the child. A forkserver that
-    # has imported the trainer once starts each worker in milliseconds instead of seconds.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["robustlr.trainer", "robustlr.probes"])
+    context = _pool_context()
     queue = context.Queue()
     expected = len(tasks)
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
@@ -149,6 +146,17 @@ def _run_pool(tasks: list[TrialTask], workers: int, record: _Recorder) -> None:
                             {**task.trial.describe(), "status": "failed", "error": message},
                             message))
     _drain(queue, record)
+
+
+def _pool_context():
+    """fork where it is safe (no CUDA context yet: the parent has imported everything, so a
+    worker starts at once); else a forkserver that imports the trainer once, since a forked
+    CUDA context breaks in the child."""
+    if not torch.cuda.is_initialized():
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["robustlr.trainer", "robustlr.probes"])
+    return context
 
 
 def _drain(queue, record: _Recorder) -> None:

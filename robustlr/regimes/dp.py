@@ -82,15 +82,19 @@ class DPRegime(Regime):
         self.private = private
         self.sample_rate = setup.batch_size / self.n
         total = setup.epochs * len(private.data_loader)
-        self.base_noise = s["noise_multiplier"]
-        if self.base_noise is None:
-            self.base_noise = calibrate(target_epsilon=s["target_epsilon"], sample_rate=self.sample_rate,
-                                        steps=total, delta=self.delta, accountant=s["accountant"],
-                                        noise_profile=self.noise_profile)
         self.max_epsilon = s["max_epsilon"] or s["target_epsilon"]
         if self.max_epsilon is not None:
             self.guard = BudgetGuard(max_epsilon=self.max_epsilon, delta=self.delta,
                                      sample_rate=self.sample_rate, accountant=s["accountant"])
+        self.base_noise = s["noise_multiplier"]
+        if self.base_noise is None:
+            # land just under what the guard certifies (the cap less the accountant's error
+            # margin), so the whole planned run is certified in one accountant call
+            target = min(s["target_epsilon"], self.max_epsilon - self.guard.margin)
+            self.base_noise = calibrate(target_epsilon=target, sample_rate=self.sample_rate,
+                                        steps=total, delta=self.delta, accountant=s["accountant"],
+                                        noise_profile=self.noise_profile)
+        if self.guard is not None:
             self.guard.plan_steps([self._noise(i / total) for i in range(total)])
         self.sigma, self.clip = self.base_noise, s["max_grad_norm"]
         self.steps_taken = 0
