@@ -33,3 +33,21 @@ def tiny(**overrides: Any) -> dict[str, Any]:
 def write_config(path: Path, config: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def record_lrs(monkeypatch, *, after_step: bool = False) -> list[float]:
+    """The LR of every optimizer step the trainer takes. ``after_step`` hooks after the step:
+    under a DP memory manager the wrapped optimizer's step runs only for real steps."""
+    from robustlr import optimizers
+
+    seen: list[float] = []
+    build = optimizers.build
+
+    def recording(*args, **kwargs):
+        optimizer = build(*args, **kwargs)
+        hook = optimizer.register_step_post_hook if after_step else optimizer.register_step_pre_hook
+        hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
+        return optimizer
+
+    monkeypatch.setattr("robustlr.trainer.optimizers.build", recording)
+    return seen

@@ -7,12 +7,12 @@ import copy
 
 import pytest
 import torch
-from helpers import tiny
+from helpers import record_lrs, tiny
 
 from attacks import PGD, Square, cascade
 from privacy import epsilon
 from robustlr import config as config_module
-from robustlr import data, models, optimizers, schedules
+from robustlr import data, models, schedules
 from robustlr.grid import expand
 from robustlr.probes import build_probes
 from robustlr.trainer import train_trial
@@ -54,15 +54,7 @@ def test_dp_without_noise_or_clipping_is_plain_sgd():
 
 
 def test_lr_schedule_is_applied_per_real_step_under_the_memory_manager(monkeypatch):
-    seen: list[float] = []
-    build = optimizers.build
-
-    def recording(*args, **kwargs):
-        optimizer = build(*args, **kwargs)
-        optimizer.register_step_post_hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
-        return optimizer
-
-    monkeypatch.setattr("robustlr.trainer.optimizers.build", recording)
+    seen = record_lrs(monkeypatch, after_step=True)
     spec = "cosine(warmup=0.2)"
     config, (trial,), bundle = trial_of(
         schedules=[spec], train={"epochs": 2, "batch_size": 32, "lr": 0.4},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import tiny
+from helpers import record_lrs, tiny
 
 from robustlr import config as config_module
 from robustlr import data, models, optimizers, schedules
@@ -17,19 +17,6 @@ from robustlr.trainer import train_trial
 def prepared(**overrides):
     config = config_module.from_mapping(tiny(**overrides))
     return config, data.prepare(config.data, seed=0)
-
-
-def record_lrs(monkeypatch) -> list[float]:
-    seen: list[float] = []
-    build = optimizers.build
-
-    def recording(*args, **kwargs):
-        optimizer = build(*args, **kwargs)
-        optimizer.register_step_pre_hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
-        return optimizer
-
-    monkeypatch.setattr("robustlr.trainer.optimizers.build", recording)
-    return seen
 
 
 @pytest.mark.parametrize("spec", ["cosine(warmup=0.1, floor=0.01)", "onecycle", "cyclic(cycles=2)"])

@@ -31,6 +31,11 @@ def patch_pattern(pattern: str, size: int, dims: int) -> torch.Tensor:
     return torch.ones(cells.shape) if pattern == "white" else cells.float()
 
 
+def stamp_patch(x: torch.Tensor, *, pattern: str, size: int, position: str) -> torch.Tensor:
+    """``x`` with a ``size`` patch of ``pattern`` at ``position`` (images or 1-D signals)."""
+    return stamp(x, patch_pattern(pattern, size, 1 if x.dim() == 3 else 2), position)
+
+
 def stamp(x: torch.Tensor, values: torch.Tensor, position: str) -> torch.Tensor:
     """A copy of ``x`` with ``values`` written into the corner named by ``position``."""
     size = values.shape[-1]
@@ -69,8 +74,7 @@ class BadNets:
 
     def apply_trigger(self, x: torch.Tensor) -> torch.Tensor:
         """The triggered copy of ``x`` (training poison and test-time attack alike)."""
-        values = patch_pattern(self.pattern, self.size, 1 if x.dim() == 3 else 2)
-        return stamp(x, values, self.position)
+        return stamp_patch(x, pattern=self.pattern, size=self.size, position=self.position)
 
     def poison(self, x: torch.Tensor, y: torch.Tensor, *, num_classes: int,
                generator: torch.Generator | None, model: torch.nn.Module | None = None,

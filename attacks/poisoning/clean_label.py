@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.poisoning.badnets import PATTERNS, POSITIONS, patch_pattern, stamp
+from attacks.poisoning.badnets import PATTERNS, POSITIONS, stamp_patch
 from attacks.poisoning.base import (PoisonedData, check_choice, check_class, check_inputs,
                                     check_int, check_number, check_rate, choose)
 
@@ -45,8 +45,7 @@ class CleanLabel:
         check_choice("pattern", self.pattern, PATTERNS)
 
     def apply_trigger(self, x: torch.Tensor) -> torch.Tensor:
-        values = patch_pattern(self.pattern, self.size, 1 if x.dim() == 3 else 2)
-        return stamp(x, values, self.position)
+        return stamp_patch(x, pattern=self.pattern, size=self.size, position=self.position)
 
     def poison(self, x: torch.Tensor, y: torch.Tensor, *, num_classes: int,
                generator: torch.Generator | None, model: torch.nn.Module | None = None,
