@@ -42,7 +42,7 @@ def build_probes(config, trial, data, poison=None) -> list[Probe]:
     if evaluation.membership:
         from .membership import MembershipProbe
 
-        # the audit's delta: the DP regime's when there is one, else the same 0.1 / N default
+        # 0.1 / N, the DP regime's default delta (a regime's own delta is not passed here)
         delta = 0.1 / len(data.train[1])
         probes.append(MembershipProbe(train=data.train, test=data.test, delta=delta, seed=seed,
                                       batch_size=evaluation.batch_size))

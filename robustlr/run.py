@@ -57,6 +57,18 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
     return saved
 
 
+def _check_data(config: ExperimentConfig) -> None:
+    """Load the data once before any folder exists: a missing dataset is a one-line error,
+    not one failed trial per grid point. Forked workers inherit the cached result."""
+    from . import data as datasets
+    from .runner import _prepare_data
+
+    try:
+        _prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
+    except datasets.DataError as error:
+        raise RunError(f"data: {error}") from None
+
+
 def start(config: ExperimentConfig | None, *, out: Path | None = None,
           resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
     """Validate the target folder, then create it; returns the config to run and its store."""
@@ -68,6 +80,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
                        f"continue it with --resume {run_dir}")
+    _check_data(config)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)

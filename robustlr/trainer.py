@@ -117,7 +117,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         on_epoch(row)
         if tracker is not None:
             tracker.observe(val.loss if math.isfinite(val.loss) else row["train_loss"])
-        _checkpoint(config, trial_dir, regime.trained_model(model), data, trial, run, val, epoch)
+        _checkpoint(config, trial_dir, regime.trained_model(model), data, trial, run, epoch)
         stop = regime.stop_reason()
         if stop is not None:
             run.status = stop
@@ -193,7 +193,7 @@ def _selection_score(row: dict[str, Any], select: str) -> float:
 
 
 def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: DataBundle,
-                trial: Trial, run: _Progress, val: Evaluation, epoch: int) -> None:
+                trial: Trial, run: _Progress, epoch: int) -> None:
     score = _selection_score(run.history[-1], config.evaluation.select)
     improved = score > run.best_val
     if improved:

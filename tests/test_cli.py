@@ -154,3 +154,14 @@ def test_the_saved_config_of_every_shipped_experiment_loads_back(tmp_path):
         saved = tmp_path / f"{path.stem}.yaml"
         saved.write_text(config_module.dump(loaded))
         assert config_module.dump(config_module.load(saved)) == config_module.dump(loaded), path
+
+
+def test_a_missing_dataset_is_one_line_exit_2_and_no_run_folder(tmp_path):
+    raw = tiny()
+    raw["data"] = {"name": "mnist", "root": str(tmp_path / "nothing")}
+    config = write_config(tmp_path / "mnist.yaml", raw)
+    out = tmp_path / "run"
+    result = cli("run", str(config), "--out", str(out), "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("robustlr: error: data: dataset 'mnist' not found")
+    assert not out.exists()
