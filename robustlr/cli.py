@@ -32,11 +32,22 @@ def main() -> None:
 @click.option("--quick", is_flag=True, help="Every schedule and regime, fewer epochs and less data.")
 @click.option("--save-models", is_flag=True, help="Save each trial's final model as trials/ID/model.pt.")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: a local process pool, or Ray tasks (robustlr[ray]).")
+@click.option("--address", help="Ray cluster to join (default: start a local one); needs --backend ray.")
+@click.option("--track", type=click.Choice(["mlflow"]),
+              help="Log every trial as a tracker run (robustlr[mlflow]).")
+@click.option("--tracking-uri", help="Tracker store (default sqlite:///mlflow.db); needs --track.")
 def run(config: Path | None, out: Path | None, workers: int | None, resume: Path | None, quick: bool,
-        save_models: bool, no_progress: bool) -> None:
+        save_models: bool, no_progress: bool, backend: str, address: str | None,
+        track: str | None, tracking_uri: str | None) -> None:
     """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder."""
     from . import run as run_module
 
+    if address is not None and backend != "ray":
+        fail("--address: only with --backend ray")
+    if tracking_uri is not None and track is None:
+        fail("--tracking-uri: only with --track mlflow")
     try:
         if config is None and resume is None:
             config = config_module.default_path()
@@ -47,7 +58,9 @@ def run(config: Path | None, out: Path | None, workers: int | None, resume: Path
 
         run_dir = run_module.execute(loaded, out=out, resume=resume,
                                      workers=workers or default_workers(),
-                                     save_models=save_models, show_progress=not no_progress)
+                                     save_models=save_models, show_progress=not no_progress,
+                                     backend=backend, address=address, track=track,
+                                     tracking_uri=tracking_uri)
     except (config_module.ConfigError, run_module.RunError, SpecError) as error:
         fail(str(error))
     except run_module.StoreError as error:
@@ -96,23 +109,51 @@ def schedules_show(spec: str, steps: int, plot_path: Path | None) -> None:
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-def report(run_dir: Path) -> None:
-    """Rebuild summary.json, epochs.csv and the report of RUN_DIR from its database."""
+@click.option("--rank-by", help="Rank the groups by this summary metric (e.g. robust_acc) ...")
+@click.option("--min", "minimums", multiple=True, help="... among those with METRIC >= VALUE.")
+@click.option("--max", "maximums", multiple=True, help="... among those with METRIC <= VALUE.")
+def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
+           maximums: tuple[str, ...]) -> None:
+    """Rebuild summary.json, epochs.csv and the report of RUN_DIR from its database.
+
+    With --rank-by (and --min/--max bounds) the report ranks the groups under those
+    constraints instead of the config's `report` settings."""
     from . import run as run_module
 
+    ranking = None
+    if rank_by is not None or minimums or maximums:
+        from .cli_gate import _bounds
+        from .metrics import SUMMARY_METRICS
+
+        if rank_by is None:
+            fail("--min/--max: only with --rank-by METRIC")
+        if rank_by not in SUMMARY_METRICS:
+            fail(f"--rank-by: unknown metric {rank_by!r}; allowed: {', '.join(SUMMARY_METRICS)}")
+        bounds = _bounds("--min", minimums, set(SUMMARY_METRICS)) + \
+            _bounds("--max", maximums, set(SUMMARY_METRICS))
+        ranking = config_module.ReportConfig(
+            rank_by=rank_by, min={n: v for kind, n, v in bounds if kind == "min"},
+            max={n: v for kind, n, v in bounds if kind == "max"})
     try:
-        run_module.rebuild_report(run_dir)
+        run_module.rebuild_report(run_dir, ranking)
     except run_module.RunError as error:
         fail(str(error))
+    except run_module.StoreError as error:
+        click.echo(f"robustlr: error: {error}", err=True)
+        sys.exit(1)
     click.echo(f"report: {run_dir / 'report.html'}")
 
 
 from .cli_attack import attack  # noqa: E402  (it imports `fail` from here when it runs)
 from .cli_gate import compare, gate  # noqa: E402
+from .cli_lrfind import lr_find  # noqa: E402
+from .cli_train import train  # noqa: E402
 
 main.add_command(attack)
 main.add_command(gate)
 main.add_command(compare)
+main.add_command(lr_find)
+main.add_command(train)
 
 if __name__ == "__main__":
     main()

@@ -97,6 +97,36 @@ class GridConfig(_Strict):
 DIMENSIONS = ("schedules", "regimes", "lr_scales", "seeds", "poisoning", "filter")
 
 
+class ReportConfig(_Strict):
+    """A ranking under constraints in the report: the best groups by ``rank_by`` among those
+    whose seed means meet every bound (e.g. robust_acc subject to epsilon <= 3, asr <= 0.1)."""
+
+    rank_by: Optional[str] = None
+    min: dict[str, float] = Field(default_factory=dict)
+    max: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("rank_by")
+    @classmethod
+    def _known_metric(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            _check_metrics([value])
+        return value
+
+    @field_validator("min", "max")
+    @classmethod
+    def _known_metrics(cls, bounds: dict[str, float]) -> dict[str, float]:
+        _check_metrics(list(bounds))
+        return bounds
+
+
+def _check_metrics(names: list[str]) -> None:
+    from .metrics import SUMMARY_METRICS
+
+    unknown = [name for name in names if name not in SUMMARY_METRICS]
+    if unknown:
+        raise ValueError(f"unknown metric {unknown[0]!r}; allowed: {', '.join(SUMMARY_METRICS)}")
+
+
 class ExperimentConfig(_Strict):
     name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig = DataConfig(name="digits")
@@ -113,6 +143,7 @@ class ExperimentConfig(_Strict):
     # Several sub-grids in one run (e.g. all schedules for standard training, a few for
     # adversarial training); without it the top-level dimensions form the one grid.
     grids: list[GridConfig] = Field(default_factory=list)
+    report: ReportConfig = ReportConfig()
 
     def dimension_sets(self) -> list[dict[str, list]]:
         base = {name: getattr(self, name) for name in DIMENSIONS}

@@ -7,6 +7,7 @@ setting it up fails, so a bad start never leaves a half-written run behind.
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import logging
 import shutil
 from pathlib import Path
@@ -69,12 +70,29 @@ def _check_data(config: ExperimentConfig) -> None:
         raise RunError(f"data: {error}") from None
 
 
+OPTIONAL = {"ray": ("ray", "--backend ray"), "mlflow": ("mlflow", "--track mlflow")}
+
+
+def require_extra(extra: str) -> None:
+    """An optional extra that is not installed is a one-line error saying how to get it."""
+    module, flag = OPTIONAL[extra]
+    if importlib.util.find_spec(module) is None:
+        raise RunError(f"{flag} needs the optional package {module!r}: "
+                       f"pip install 'robustlr[{extra}]'")
+
+
 def start(config: ExperimentConfig | None, *, out: Path | None = None,
           resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
     """Validate the target folder, then create it; returns the config to run and its store."""
     if resume is not None:
         config = _open_resumed(resume, config)
-        return config, resume, Store(resume / DATABASE)
+        store = Store(resume / DATABASE)
+        try:
+            store.claim_writer()
+        except StoreError:
+            store.close()
+            raise
+        return config, resume, store
     assert config is not None
     run_dir = out or _default_dir(config)
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -86,6 +104,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(config_module.dump(config))
         store = Store(run_dir / DATABASE)
+        store.claim_writer()
         store.set_meta("name", config.name)
     except OSError as error:
         if created:
@@ -100,8 +119,24 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
 
 def execute(config: ExperimentConfig | None, *, out: Path | None = None,
             resume: Path | None = None, workers: int = 1, save_models: bool = False,
-            show_progress: bool = True) -> Path:
-    """Run (or finish) a grid and write its exports and report; returns the run folder."""
+            show_progress: bool = True, backend: str = "local", address: str | None = None,
+            track: str | None = None, tracking_uri: str | None = None) -> Path:
+    """Run (or finish) a grid and write its exports and report; returns the run folder.
+
+    ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
+    (``mlflow``) that receives every trial finished by this call and the report.
+    """
+    if backend == "ray":
+        require_extra("ray")
+        if address is not None:
+            from .ray_backend import check_address
+
+            check_address(address)
+    if track is not None:
+        require_extra(track)
+        from .tracking import check_tracker
+
+        check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
     config, run_dir, store = start(config, out=out, resume=resume)
     handler = logging.FileHandler(run_dir / "run.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -109,13 +144,22 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
     log.setLevel(logging.INFO)
     log.propagate = False  # ART configures the root logger; the run log is enough
     progress = Progress(enabled=show_progress)
+    observers: tuple = ()
     try:
-        log.info("run %s: %s", run_dir, "resumed" if resume else "started")
+        if track is not None:
+            from .tracking import open_tracker
+
+            observers = (open_tracker(track, tracking_uri, run_dir, config),)
+        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resume else "started", backend)
         run_grid(config, run_dir, store, workers=workers, save_models=save_models,
-                 progress=progress)
-        finish(run_dir, store, config.name)
+                 progress=progress, backend=backend, address=address, observers=observers)
+        finish(run_dir, store, config.name, config.report)
+        for observer in observers:
+            observer.run_finished(run_dir)
         log.info("run %s finished: %s", run_dir, store.counts())
     finally:
+        for observer in observers:
+            observer.close()
         progress.close()
         store.close()
         log.removeHandler(handler)
@@ -123,17 +167,26 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
     return run_dir
 
 
-def finish(run_dir: Path, store: Store, title: str) -> None:
-    summaries, rows = write_exports(store, run_dir)
-    build_report(run_dir, title, summaries, rows)
+def finish(run_dir: Path, store: Store, title: str, ranking=None) -> None:
+    try:
+        summaries, rows = write_exports(store, run_dir)
+        build_report(run_dir, title, summaries, rows, ranking)
+    except OSError as error:  # the results are safe in the database; `robustlr report` redoes this
+        raise StoreError(f"cannot write the exports and report in {run_dir}: "
+                         f"{error.strerror or error} (is the disk full or the folder read-only?); "
+                         f"the results are in {DATABASE}: free space, then run "
+                         f"`robustlr report {run_dir}`") from None
 
 
-def rebuild_report(run_dir: Path) -> None:
+def rebuild_report(run_dir: Path, ranking=None) -> None:
+    """Rewrite the exports and report; ``ranking`` replaces the config's ``report`` settings."""
     if not (run_dir / DATABASE).is_file():
         raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
+    if ranking is None and (run_dir / CONFIG_FILE).is_file():
+        ranking = config_module.load(run_dir / CONFIG_FILE).report
     store = Store(run_dir / DATABASE)
     try:
-        finish(run_dir, store, store.meta("name") or run_dir.name)
+        finish(run_dir, store, store.meta("name") or run_dir.name, ranking)
     finally:
         store.close()
 

@@ -23,7 +23,7 @@ import torch
 from . import data as datasets
 from .config import ExperimentConfig
 from .grid import Trial, expand
-from .store import FINAL_STATUSES, Store
+from .store import FINAL_STATUSES, Store, StoreError
 
 log = logging.getLogger("robustlr")
 
@@ -60,6 +60,8 @@ def execute(task: TrialTask, emit: Callable[[tuple], None]) -> None:
             probes=build_probes(task.config, task.trial, stage.bundle, stage.poison))
         summary.update(stage.summary)
         emit(("done", trial_id, summary["status"], summary, None))
+    except StoreError:
+        raise  # the database refused a row (disk full): the trial did not fail, the run did
     except Exception as error:  # recorded, not raised: one trial must not end the grid
         message = f"{type(error).__name__}: {error}"
         log.debug("trial %s failed:\n%s", trial_id, traceback.format_exc())
@@ -81,10 +83,11 @@ def _execute_in_worker(task: TrialTask) -> None:
 
 
 class _Recorder:
-    """Applies trial events to the store and the progress display."""
+    """Applies trial events to the store and the progress display, then tells the observers
+    (trackers) about each finished trial, after its rows are committed."""
 
-    def __init__(self, store: Store, progress):
-        self.store, self.progress = store, progress
+    def __init__(self, store: Store, progress, observers: tuple = ()):
+        self.store, self.progress, self.observers = store, progress, observers
         self.finished = 0
 
     def __call__(self, event: tuple) -> None:
@@ -97,6 +100,8 @@ class _Recorder:
             self.store.finish(trial_id, status, summary, error)
             self.finished += 1
             self.progress.trial(trial_id, status)
+            for observer in self.observers:
+                observer.trial_finished(trial_id, summary, self.store.epochs(trial_id))
 
 
 def pending_trials(config: ExperimentConfig, store: Store) -> list[Trial]:
@@ -106,14 +111,23 @@ def pending_trials(config: ExperimentConfig, store: Store) -> list[Trial]:
     return [t for t in trials if store.status(t.id) not in FINAL_STATUSES]
 
 
+BACKENDS = ("local", "ray")
+
+
 def run_grid(config: ExperimentConfig, run_dir: Path, store: Store, *, workers: int,
-             save_models: bool, progress) -> None:
+             save_models: bool, progress, backend: str = "local", address: str | None = None,
+             observers: tuple = ()) -> None:
     todo = pending_trials(config, store)
     progress.start(len(todo), len(todo) * config.train.epochs)
     for trial in todo:
         store.start(trial.id)
     tasks = [TrialTask(config, trial, run_dir, save_models) for trial in todo]
-    record = _Recorder(store, progress)
+    record = _Recorder(store, progress, observers)
+    if backend == "ray":
+        from .ray_backend import run_ray
+
+        run_ray(tasks, record, address=address, workers=workers)
+        return
     if workers <= 1 or len(tasks) <= 1:
         torch.set_num_threads(1)
         for task in tasks:
@@ -125,27 +139,46 @@ def run_grid(config: ExperimentConfig, run_dir: Path, store: Store, *, workers: 
 def _run_pool(tasks: list[TrialTask], workers: int, record: _Recorder) -> None:
     context = _pool_context()
     queue = context.Queue()
-    expected = len(tasks)
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
-                             initializer=_init_worker, initargs=(queue,)) as pool:
-        futures = {pool.submit(_execute_in_worker, task): task for task in tasks}
-        while record.finished < expected:
-            try:
-                record(queue.get(timeout=0.5))
-                continue
-            except Empty:
-                pass
-            done, _ = wait(futures, timeout=0, return_when=FIRST_COMPLETED)
-            for future in done:
-                task = futures.pop(future)
-                error = future.exception()
-                if error is not None:  # the worker died (killed, out of memory)
-                    _drain(queue, record)
-                    message = f"worker crashed: {type(error).__name__}: {error}"
-                    record(("done", task.trial.id, "failed",
-                            {**task.trial.describe(), "status": "failed", "error": message},
-                            message))
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=context,
+                               initializer=_init_worker, initargs=(queue,))
+    try:
+        _collect(pool, tasks, queue, record)
+    except BaseException:
+        # the recorder failed (disk full) or the user interrupted: stop the workers now, not
+        # after every remaining trial whose results the database could not take anyway
+        _abandon(pool)
+        raise
+    pool.shutdown(wait=True)
     _drain(queue, record)
+
+
+def _collect(pool: ProcessPoolExecutor, tasks: list[TrialTask], queue, record: _Recorder) -> None:
+    futures = {pool.submit(_execute_in_worker, task): task for task in tasks}
+    while record.finished < len(tasks):
+        try:
+            record(queue.get(timeout=0.5))
+            continue
+        except Empty:
+            pass
+        done, _ = wait(futures, timeout=0, return_when=FIRST_COMPLETED)
+        for future in done:
+            task = futures.pop(future)
+            error = future.exception()
+            if error is not None:  # the worker died (killed, out of memory)
+                _drain(queue, record)
+                message = f"worker crashed: {type(error).__name__}: {error}"
+                record(("done", task.trial.id, "failed",
+                        {**task.trial.describe(), "status": "failed", "error": message},
+                        message))
+
+
+def _abandon(pool: ProcessPoolExecutor) -> None:
+    # running tasks cannot be cancelled and the executor has no public way to stop its
+    # workers before Python 3.14's terminate_workers(); shutdown() forgets them, so look first
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        process.terminate()
 
 
 def _pool_context():

@@ -7,8 +7,11 @@ are replaced (the primary key is (trial, epoch)), never duplicated.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -28,7 +31,18 @@ CREATE TABLE IF NOT EXISTS epochs (
 
 
 class StoreError(RuntimeError):
-    """The database cannot be written (read-only folder, full disk, not a results file)."""
+    """The database cannot be written (read-only folder, full disk, not a results file, or
+    another process is writing it)."""
+
+
+def _hint(error: sqlite3.Error, path: Path) -> str:
+    """SQLite says "unable to open database file" for a read-only folder; name the cause."""
+    text = str(error)
+    if not os.access(path.parent, os.W_OK):
+        return f"{text} ({path.parent} is read-only)"
+    if "full" in text or "I/O" in text:
+        return f"{text} (is the disk full?)"
+    return text
 
 
 def _json(value: Any) -> str:
@@ -54,10 +68,45 @@ class Store:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as error:
-            raise StoreError(f"cannot open results database {self.path}: {error}") from None
+            raise self._error("open", error) from None
+        self._lock = None
+
+    def _error(self, verb: str, error: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot {verb} results database {self.path}: {_hint(error, self.path)}")
+
+    def claim_writer(self) -> None:
+        """Become the database's only writer until close(), or fail at once if another
+        process is one. SQLite would serialise two runners' writes safely, but both would
+        train and record the same trials. The lock is the kernel's: a killed writer frees it."""
+        path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(path, "a+")
+        except OSError as error:
+            raise StoreError(f"cannot write in {path.parent}: {error.strerror or error} "
+                             "(is the disk full or the folder read-only?)") from None
+        try:
+            # a POSIX record lock, not flock: forked pool workers do not inherit it, so a
+            # parent killed alone frees the folder at once
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreError(f"{self.path.parent} is being written by another robustlr process "
+                             f"(pid {owner}); wait for it to end or use another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
 
     def close(self) -> None:
         self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
         try:
@@ -65,7 +114,7 @@ class Store:
                 self._db.execute("BEGIN IMMEDIATE")
                 self._db.execute(sql, tuple(params))
         except sqlite3.Error as error:
-            raise StoreError(f"cannot write results database {self.path}: {error}") from None
+            raise self._error("write", error) from None
 
     def set_meta(self, key: str, value: str) -> None:
         self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
@@ -91,7 +140,7 @@ class Store:
                 self._db.execute("UPDATE trials SET status = 'running', summary = NULL, "
                                  "error = NULL, updated = ? WHERE trial = ?", (time.time(), trial))
         except sqlite3.Error as error:
-            raise StoreError(f"cannot write results database {self.path}: {error}") from None
+            raise self._error("write", error) from None
 
     def add_epoch(self, trial: str, epoch: int, record: dict[str, Any]) -> None:
         self._write("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?)", (trial, epoch, _json(record)))
@@ -105,9 +154,14 @@ class Store:
                                 "ORDER BY position").fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    def epochs(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
-                                "ORDER BY t.position, e.epoch").fetchall()
+    def epochs(self, trial: str | None = None) -> list[dict[str, Any]]:
+        """Every epoch row in grid order, or only ``trial``'s."""
+        if trial is not None:
+            rows = self._db.execute("SELECT record FROM epochs WHERE trial = ? ORDER BY epoch",
+                                    (trial,)).fetchall()
+        else:
+            rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
+                                    "ORDER BY t.position, e.epoch").fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def counts(self) -> dict[str, int]:

@@ -16,6 +16,7 @@ import torch
 from . import models, optimizers, schedules
 from .config import ExperimentConfig
 from .data import DataBundle
+from .distributed import ShardedBatches, World, check_batches, rank_device
 from .evaluation import Evaluation, evaluate
 from .grid import Trial
 from .modes import evaluating, training
@@ -66,10 +67,18 @@ class _Progress:
 
 def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                 on_epoch: EpochCallback, trial_dir: Path | None = None,
-                save_model: bool = False, probes: list[Probe] | None = None) -> dict[str, Any]:
-    """Train one trial and return its summary record; ``on_epoch`` receives each epoch row."""
+                save_model: bool = False, probes: list[Probe] | None = None,
+                world: World | None = None) -> dict[str, Any]:
+    """Train one trial and return its summary record; ``on_epoch`` receives each epoch row.
+
+    ``world``: this process's rank among several training the trial together (see
+    :mod:`robustlr.distributed`); every rank returns the same record, and only the caller
+    decides which rank writes (rank 0 gets the probes, ``on_epoch`` and ``trial_dir``).
+    """
     started = time.perf_counter()
-    device = resolve_device(config.train.device)
+    world = world or World()
+    device = (rank_device(config.train.device, world) if world.distributed
+              else resolve_device(config.train.device))
     torch.manual_seed(trial.seed)
     generator = torch.Generator().manual_seed(trial.seed)
     schedule = schedules.parse(trial.schedule)
@@ -78,8 +87,13 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
     model = models.build(config.model, input_shape=data.input_shape,
                          num_classes=data.num_classes, mean=data.mean, std=data.std).to(device)
     x_train, y_train = data.train
-    loader = TensorBatches(x_train, y_train, batch_size=config.train.batch_size,
-                           generator=generator, device=device)
+    if world.distributed:
+        check_batches(len(y_train), config.train.batch_size, world)
+        loader = ShardedBatches(x_train, y_train, batch_size=config.train.batch_size,
+                                generator=generator, device=device, world=world)
+    else:
+        loader = TensorBatches(x_train, y_train, batch_size=config.train.batch_size,
+                               generator=generator, device=device)
     total_steps = config.train.epochs * len(loader)
     base_lr = config.train.lr * trial.lr_scale
     warmup = (round(getattr(schedule, "warmup", 0.0) * total_steps)
@@ -90,8 +104,10 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         model=model, optimizer=optimizer, loader=loader, total_steps=total_steps,
         epochs=config.train.epochs, dataset_size=len(y_train),
         batch_size=config.train.batch_size, device=device, generator=generator,
-        train_data=(x_train, y_train)))
+        train_data=(x_train, y_train), world=world))
     model, optimizer = setup.model, setup.optimizer
+    if world.distributed:  # only the training step sees the wrapper; evaluation the module
+        setup.model = regime.data_parallel(setup)
     probes = probes or []
     run = _Progress()
 
@@ -100,6 +116,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         loss_sum, correct, seen = _train_epoch(setup, regime, schedule, tracker, run)
         epoch_seconds = time.perf_counter() - epoch_started
         run.train_seconds += epoch_seconds
+        run.samples += seen
         if run.status != "ok":
             break
         with evaluating(model, optimizer, regime):
@@ -141,6 +158,7 @@ def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Sched
     loss_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device)
     seen = 0
+    nonfinite = False
     for x, y in setup.loader:
         progress = min(run.steps / setup.total_steps, 1.0)
         factor = tracker.factor if tracker is not None else 1.0
@@ -153,18 +171,26 @@ def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Sched
         value = loss.detach()  # Opacus' ghost-clipping loss is no tensor but detaches to one
         # Poisson sampling can draw an empty batch (a NaN mean), which is still a step.
         if len(y) and not torch.isfinite(value):
-            run.status = "diverged"
-            break
+            if not setup.world.distributed:
+                run.status = "diverged"
+                break
+            nonfinite = True  # ranks stop together, after the next real (collective) step
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if regime.step(optimizer):
-            run.steps += 1
         loss_sum += value * len(y)
         correct += (out["logits"].detach().argmax(1) == y).sum()
         seen += len(y)
-        run.samples += len(y)
+        if regime.step(optimizer):
+            run.steps += 1
+            if setup.world.distributed and setup.world.any(nonfinite, setup.device):
+                run.status = "diverged"
+                break
         if regime.stop_reason() is not None:
             break
+    if setup.world.distributed:
+        loss_total, correct_total, seen_total = setup.world.sum(loss_sum, correct, seen,
+                                                                device=setup.device)
+        return loss_total, correct_total, int(seen_total)
     return loss_sum.item(), correct.item(), seen
 
 

@@ -14,13 +14,17 @@ from attacks.fgsm import fgsm
 from attacks.pgd import pgd
 
 from .. import schedules
+from ..distributed import local_module
 from ..spec import SpecError
 from ..modes import generating_attack
 from .base import REGIMES, Regime, TrainingSetup
 
 # Attack random starts draw from their own generator so that batch order (and so the
-# eps=0 equivalence with standard training) does not depend on the attack.
+# eps=0 equivalence with standard training) does not depend on the attack. Under
+# ``robustlr train --nproc`` each rank offsets it (rank 0 keeps the single-process seed) so
+# the shards of one batch get independent random starts.
 _ATTACK_SEED_OFFSET = 7919
+_RANK_SEED_OFFSET = 1_000_003
 
 
 def _check(eps: float, steps: int | None = None, step_size: float | None = None) -> None:
@@ -44,7 +48,8 @@ class AdversarialRegime(Regime):
         self.generator: torch.Generator | None = None
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
-        seed = setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+        seed = (setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+                + _RANK_SEED_OFFSET * setup.world.rank)
         self.generator = torch.Generator(device=setup.device).manual_seed(seed)
         return setup
 
@@ -55,8 +60,8 @@ class AdversarialRegime(Regime):
         raise NotImplementedError
 
     def losses(self, model, x, y, *, progress):
-        with generating_attack(model, self):
-            x_adv = self.perturb(model, x, y, self.eps_at(progress))
+        with generating_attack(model, self):  # on the module inside DDP: no gradient sync
+            x_adv = self.perturb(local_module(model), x, y, self.eps_at(progress))
         logits = model(x_adv)  # train accuracy is accuracy on the adversarial batch
         return {"loss": nn.functional.cross_entropy(logits, y), "logits": logits}
 
@@ -108,7 +113,7 @@ class TRADES(AdversarialRegime):
 
     def losses(self, model, x, y, *, progress):
         with generating_attack(model, self):
-            x_adv = self.perturb(model, x, y, self.eps_at(progress))
+            x_adv = self.perturb(local_module(model), x, y, self.eps_at(progress))
         logits = model(x)
         robust = nn.functional.kl_div(nn.functional.log_softmax(model(x_adv), dim=1),
                                       nn.functional.softmax(logits, dim=1), reduction="batchmean")

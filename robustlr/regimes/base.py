@@ -9,12 +9,14 @@ touching the loop.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
+from .. import distributed
+from ..distributed import World
 from ..spec import Registry
 
 REGIMES = Registry("regime")
@@ -34,6 +36,7 @@ class TrainingSetup:
     device: torch.device
     generator: torch.Generator
     train_data: tuple[torch.Tensor, torch.Tensor]  # for regimes that build their own loader
+    world: World = field(default_factory=World)  # the processes training this trial together
 
 
 class Regime:
@@ -54,6 +57,11 @@ class Regime:
         """
         logits = model(x)
         return {"loss": nn.functional.cross_entropy(logits, y), "logits": logits}
+
+    def data_parallel(self, setup: TrainingSetup) -> nn.Module:
+        """The model the training step uses when several processes train (after prepare):
+        DDP here; the DP regime wraps its own model in Opacus' DP-DDP in ``prepare``."""
+        return distributed.data_parallel(setup.model, setup.loader, setup.device)
 
     def step(self, optimizer: torch.optim.Optimizer) -> bool:
         """Apply the update; return False when no real optimizer step was taken.

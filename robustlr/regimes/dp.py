@@ -5,6 +5,13 @@ accumulate), so the LR, noise and clipping schedules all read the same progress.
 ``target_epsilon`` is calibrated once for the whole planned run, noise schedule included;
 ``max_epsilon`` (default: the target) is a hard cap enforced by :class:`privacy.BudgetGuard`
 before every step, whatever the schedules do.
+
+On several processes (``robustlr train --nproc``) the model is wrapped in Opacus' DP-DDP and
+the optimizer becomes Opacus' distributed one (ghost clipping included, Opacus 1.6): each rank
+clips its shard's per-sample gradients, rank 0 alone adds the noise, and the sum is divided
+by the global expected batch size, so the update and the accounting (global sample rate,
+same steps) are those of one process. The global Poisson batch is drawn alike on every rank
+and sharded (:class:`robustlr.distributed.ShardedSampler`).
 """
 
 from __future__ import annotations
@@ -15,15 +22,16 @@ from typing import Any
 
 import torch
 from attacks.pgd import pgd
+from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from privacy import ACCOUNTANTS, BudgetGuard, calibrate
 from privacy import engine as dp_engine
 from privacy.modules import fix_model, hooks_disabled, unwrap
 
-from .. import schedules
+from .. import distributed, schedules
 from ..modes import generating_attack
-from .adversarial import _ATTACK_SEED_OFFSET
+from .adversarial import _ATTACK_SEED_OFFSET, _RANK_SEED_OFFSET
 from .base import REGIMES, Regime, TrainingSetup
 
 
@@ -68,16 +76,26 @@ class DPRegime(Regime):
         if self.delta >= 1.0 / self.n:
             raise ValueError(f"regime 'dp': delta must be below 1/N = {1.0 / self.n:.3g} "
                              f"(N = {self.n} training examples), got {self.delta}")
-        dataset = TensorDataset(x.cpu(), y.cpu())
-        # Without Poisson sampling the batches are those of the standard regime (same
-        # generator, same permutation), which is what the equivalence test relies on.
-        loader = DataLoader(dataset, batch_size=setup.batch_size,
-                            sampler=RandomSampler(dataset, generator=setup.generator))
+        world = setup.world
+        if world.distributed:  # Opacus sees DP-DDP and builds its distributed optimizer
+            model = DPDDP(model)
+            loader = distributed.private_loader(x.cpu(), y.cpu(), batch_size=setup.batch_size,
+                                                generator=setup.generator, world=world,
+                                                poisson=s["poisson"])
+        else:
+            dataset = TensorDataset(x.cpu(), y.cpu())
+            # Without Poisson sampling the batches are those of the standard regime (same
+            # generator, same permutation), which is what the equivalence test relies on.
+            loader = DataLoader(dataset, batch_size=setup.batch_size,
+                                sampler=RandomSampler(dataset, generator=setup.generator))
         private = dp_engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=1.0,
-            max_grad_norm=s["max_grad_norm"], poisson_sampling=s["poisson"],
+            max_grad_norm=s["max_grad_norm"], poisson_sampling=s["poisson"] and not world.distributed,
             grad_sample_mode=s["grad_sample_mode"])
-        seed = setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+        if world.distributed and s["poisson"]:
+            private.module.forbid_grad_accumulation()  # what make_private does for Poisson
+        seed = (setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+                + _RANK_SEED_OFFSET * setup.world.rank)
         self.attack_generator = torch.Generator(device=setup.device).manual_seed(seed)
         self.private = private
         self.sample_rate = setup.batch_size / self.n
@@ -103,7 +121,8 @@ class DPRegime(Regime):
         return TrainingSetup(model=private.module, optimizer=private.optimizer, loader=loader,
                              total_steps=total, epochs=setup.epochs, dataset_size=self.n,
                              batch_size=setup.batch_size, device=setup.device,
-                             generator=setup.generator, train_data=setup.train_data)
+                             generator=setup.generator, train_data=setup.train_data,
+                             world=setup.world)
 
     def _noise(self, progress: float) -> float:
         return self.base_noise * self.noise_profile(progress)
@@ -175,7 +194,11 @@ class DPRegime(Regime):
             yield
 
     def trained_model(self, model):
-        return unwrap(model)
+        plain = unwrap(model)
+        return plain.module if isinstance(plain, DPDDP) else plain
+
+    def data_parallel(self, setup):
+        return setup.model  # already DP-DDP inside Opacus' wrapper (see prepare)
 
 
 def _profile(spec: str | None):

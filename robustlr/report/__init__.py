@@ -6,25 +6,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from .constraints import constrained_section
 from .document import Document
 from .frontiers import frontier_section
 from .poisoning import poisoning_section
 from .privacy import privacy_section
 from .robustness import robustness_section
 from .sections import clean_sections
+from .sensitivity import sensitivity_section
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # Later threat models append their sections here; each skips itself when its fields are absent.
 SECTIONS: list[Section] = [clean_sections, robustness_section, privacy_section,
-                           poisoning_section, frontier_section]
+                           poisoning_section, frontier_section, sensitivity_section]
 
 
 def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],
-                 rows: list[dict[str, Any]]) -> None:
+                 rows: list[dict[str, Any]], ranking=None) -> None:
+    """``ranking`` (a config's ``report`` settings) adds the ranking under constraints."""
     document = Document(f"robustlr report: {title}")
     for section in SECTIONS:
         section(document, summaries, rows)
+    constrained_section(document, summaries, ranking)
     document.render(run_dir)
 
 

@@ -72,6 +72,9 @@ class Document:
 
 
 def _png(figure: Figure) -> bytes:
+    if figure.get_layout_engine() is None:
+        # stacked panels otherwise print one panel's title over the x label of the one above
+        figure.set_layout_engine("constrained")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return buffer.getvalue()

@@ -1,5 +1,5 @@
-"""Report sections for clean training: the schedule table, LR curves, accuracy per epoch,
-sensitivity to LR scale and cost."""
+"""Report sections for clean training: the schedule table, LR curves, accuracy per epoch and
+cost (sensitivity to the LR scale is its own section, report/sensitivity.py)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ def clean_sections(document: Document, summaries: list[dict], rows: list[dict]) 
     summaries = with_arms(summaries)
     _lr_curves(document, summaries)
     _accuracy_per_epoch(document, summaries, rows)
-    _sensitivity(document, summaries)
     _cost(document, summaries)
 
 
@@ -102,25 +101,6 @@ def _accuracy_per_epoch(document: Document, summaries: list[dict], rows: list[di
             axes.legend(fontsize=7)
     document.heading("Accuracy per epoch")
     document.plot("accuracy_per_epoch", figure, "Test accuracy per epoch (LR scale 1, mean over seeds)")
-
-
-def _sensitivity(document: Document, summaries: list[dict]) -> None:
-    scales = sorted({r["lr_scale"] for r in summaries})
-    if len(scales) < 2:
-        return
-    figure = Figure(figsize=(7, 3.6))
-    axes = figure.subplots()
-    for (schedule, regime), records in group(summaries, ("schedule", "regime")).items():
-        points = [(scale, interval([r.get("clean_acc") for r in records if r["lr_scale"] == scale]).mean)
-                  for scale in scales]
-        axes.plot([p[0] for p in points], [p[1] * 100 for p in points], marker="o",
-                  label=f"{schedule} / {regime}")
-    axes.set_xscale("log")
-    axes.set_xlabel("LR scale (x base LR)")
-    axes.set_ylabel("test accuracy %")
-    axes.legend(fontsize=7)
-    document.heading("Sensitivity to the base LR")
-    document.plot("lr_sensitivity", figure, "Final test accuracy against LR scale: flat is robust")
 
 
 def _cost(document: Document, summaries: list[dict]) -> None:

@@ -1,0 +1,109 @@
+"""The LR range test: the LR of every step follows the exponential sweep, the sweep stops when
+the loss diverges, the suggestion sits on the descent, adversarial sweeps record the robust
+loss, DP sweeps the clipped fraction and the epsilon they spent; the CLI leaves its three files
+or, on bad input, exit 2 and no folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+from click.testing import CliRunner
+
+from robustlr import config as config_module
+from robustlr import lr_find
+from robustlr.cli import main
+from robustlr.runner import _prepare_data
+from tests.helpers import record_lrs, tiny, write_config
+
+
+def digits():
+    config = tiny(model={"name": "mlp", "hidden": [32]})
+    config["data"] = {"name": "digits", "val_fraction": 0.1, "test_fraction": 0.1}
+    return config
+
+
+def sweep_of(tmp_path, regime="standard", config=None, **sweep):
+    path = write_config(tmp_path / "c.yaml", config or tiny())
+    config = config_module.load(path)
+    data = _prepare_data(config.data, 0)
+    return lr_find.run(config, data, regime_spec=regime, seed=0,
+                       sweep=lr_find.Sweep(**{"steps": 40, **sweep}))
+
+
+def test_every_optimizer_step_takes_the_next_lr_of_the_exponential_sweep(tmp_path, monkeypatch):
+    seen = record_lrs(monkeypatch)
+    result = sweep_of(tmp_path, min_lr=1e-4, max_lr=1e-1, diverge_factor=1e9)
+    assert result.stopped == "completed" and len(result.rows) == 40
+    expected = [1e-4 * 1000 ** (i / 39) for i in range(40)]
+    assert seen == pytest.approx(expected, rel=1e-12)
+    assert [r["lr"] for r in result.rows] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_sweep_stops_when_the_loss_diverges_and_suggests_an_lr_on_the_descent(tmp_path):
+    # digits, not the separable synthetic set: there the loss reaches 0 and no LR diverges
+    result = sweep_of(tmp_path, config=digits(), min_lr=1e-3, max_lr=1e3, steps=60)
+    assert result.stopped == "diverged" and len(result.rows) < 60
+    last = result.rows[-1]
+    assert last["smoothed_loss"] > 4 * min(r["smoothed_loss"] for r in result.rows)
+    assert result.suggested_lr is not None
+    assert 1e-3 < result.suggested_lr < result.min_loss_lr <= last["lr"]
+
+
+def test_the_suggestion_is_the_steepest_descent_before_the_minimum():
+    lrs = [10 ** (k / 10) for k in range(-40, 1)]  # 1e-4 .. 1
+    # flat, a steep fall centred on 1e-2, a minimum at ~0.1, then a rise past it
+    losses = [2 - math.tanh(3 * (math.log10(lr) + 2)) + (5 * (lr - 0.1) ** 2 if lr > 0.1 else 0)
+              for lr in lrs]
+    result = lr_find.RangeTest(regime="standard", loss_kind="clean", sweep=lr_find.Sweep(),
+                               rows=[{"lr": lr, "smoothed_loss": v} for lr, v in zip(lrs, losses)])
+    lr_find._suggest(result)
+    assert result.suggested_lr == pytest.approx(1e-2)
+    assert result.min_loss_lr == pytest.approx(0.1)
+
+
+def test_adversarial_sweeps_record_the_robust_loss(tmp_path):
+    clean = sweep_of(tmp_path, steps=10, max_lr=1e-4)
+    robust = sweep_of(tmp_path, "pgd_at(eps=0.3, steps=3)", steps=10, max_lr=1e-4)
+    assert (clean.loss_kind, robust.loss_kind) == ("clean", "robust")
+    # same initial weights and first batch: the attacked loss can only be higher
+    assert robust.rows[0]["loss"] > clean.rows[0]["loss"] + 0.01
+
+
+def test_dp_sweeps_record_the_clipped_fraction_and_the_epsilon_they_spent(tmp_path):
+    tight = sweep_of(tmp_path, "dp(noise_multiplier=1.0, max_grad_norm=1e-4)", steps=12)
+    loose = sweep_of(tmp_path, "dp(noise_multiplier=1.0, max_grad_norm=1e4)", steps=12)
+    assert tight.loss_kind == "private"
+    assert all(r["clipped_fraction"] == 1.0 for r in tight.rows if r["clipped_fraction"] == r["clipped_fraction"])
+    assert all(r["clipped_fraction"] == 0.0 for r in loose.rows if r["clipped_fraction"] == r["clipped_fraction"])
+    assert tight.epsilon is not None and 0 < tight.epsilon < math.inf
+
+
+def test_the_cli_writes_the_table_the_suggestion_and_the_plot(tmp_path):
+    config = write_config(tmp_path / "c.yaml", tiny())
+    out = tmp_path / "find"
+    result = CliRunner().invoke(main, ["lr-find", str(config), "--out", str(out), "--steps", "30",
+                                       "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "suggested train.lr" in result.output
+    rows = list(csv.DictReader((out / "lr_find.csv").open()))
+    summary = json.loads((out / "lr_find.json").read_text())
+    assert len(rows) == summary["steps_taken"] and float(rows[0]["lr"]) == pytest.approx(1e-5)
+    assert summary["regime"] == "standard" and summary["suggested_lr"] > 0
+    assert (out / "lr_find.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("arguments, field", [
+    (["--min-lr", "1", "--max-lr", "0.1"], "--min-lr"),
+    (["--steps", "3"], "--steps"),
+    (["--regime", "nonsense"], "regime"),
+])
+def test_bad_input_exits_2_with_one_line_and_no_folder(tmp_path, arguments, field):
+    config = write_config(tmp_path / "c.yaml", tiny())
+    out = tmp_path / "find"
+    result = CliRunner().invoke(main, ["lr-find", str(config), "--out", str(out), *arguments])
+    assert result.exit_code == 2
+    assert field in result.output and len(result.output.strip().splitlines()) == 1
+    assert not out.exists()
