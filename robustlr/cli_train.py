@@ -131,7 +131,7 @@ def rank_main(world, job: Job) -> None:
             summary.update(stage.summary)
             summary["world_size"] = world.size
             store.finish(job.trial.id, summary["status"], summary, None)
-            finish(job.run_dir, store, job.config.name)
+            finish(job.run_dir, store, job.config.name, job.config.report)
             log.info("train %s: trial %s finished: %s", job.run_dir, job.trial.id,
                      summary["status"])
     finally:
@@ -148,7 +148,7 @@ def _record_failure(store, job: Job, message: str, world_size: int) -> None:
 
     store.finish(job.trial.id, "failed", {**job.trial.describe(), "status": "failed",
                                           "error": message, "world_size": world_size}, message)
-    finish(job.run_dir, store, job.config.name)
+    finish(job.run_dir, store, job.config.name, job.config.report)
 
 
 def train_here(job_args: dict, nproc: int, out: Path | None) -> Path:
