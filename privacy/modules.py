@@ -18,15 +18,17 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
+from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from opacus.grad_sample import AbstractGradSampleModule
 from opacus.validators import ModuleValidator
 from torch import nn
 
 
 def unwrap(module: nn.Module) -> nn.Module:
-    """The plain model inside an Opacus ``GradSampleModule`` (the module itself otherwise)."""
-    while isinstance(module, AbstractGradSampleModule):
-        module = module._module
+    """The plain model inside Opacus' ``GradSampleModule`` and ``DPDDP`` wrappers (the module
+    itself otherwise)."""
+    while isinstance(module, (AbstractGradSampleModule, DPDDP)):
+        module = module._module if isinstance(module, AbstractGradSampleModule) else module.module
     return module
 
 

@@ -183,7 +183,10 @@ def rebuild_report(run_dir: Path, ranking=None) -> None:
     if not (run_dir / DATABASE).is_file():
         raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
     if ranking is None and (run_dir / CONFIG_FILE).is_file():
-        ranking = config_module.load(run_dir / CONFIG_FILE).report
+        try:
+            ranking = config_module.load(run_dir / CONFIG_FILE).report
+        except ConfigError as error:
+            raise RunError(f"report: {run_dir / CONFIG_FILE}: {error}") from None
     store = Store(run_dir / DATABASE)
     try:
         finish(run_dir, store, store.meta("name") or run_dir.name, ranking)

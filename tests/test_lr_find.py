@@ -74,10 +74,16 @@ def test_adversarial_sweeps_record_the_robust_loss(tmp_path):
 
 def test_dp_sweeps_record_the_clipped_fraction_and_the_epsilon_they_spent(tmp_path):
     tight = sweep_of(tmp_path, "dp(noise_multiplier=1.0, max_grad_norm=1e-4)", steps=12)
-    loose = sweep_of(tmp_path, "dp(noise_multiplier=1.0, max_grad_norm=1e4)", steps=12)
+    # no noise: with noise the std is sigma x clip, and a clip of 1e4 would diverge the sweep
+    loose = sweep_of(tmp_path, "dp(noise_multiplier=0.0, max_grad_norm=1e4)", steps=12)
     assert tight.loss_kind == "private"
-    assert all(r["clipped_fraction"] == 1.0 for r in tight.rows if r["clipped_fraction"] == r["clipped_fraction"])
-    assert all(r["clipped_fraction"] == 0.0 for r in loose.rows if r["clipped_fraction"] == r["clipped_fraction"])
+
+    def fractions(result):  # an empty Poisson batch clips nothing: NaN, left out
+        values = [r["clipped_fraction"] for r in result.rows if not math.isnan(r["clipped_fraction"])]
+        assert len(values) >= 10
+        return set(values)
+
+    assert fractions(tight) == {1.0} and fractions(loose) == {0.0}
     assert tight.epsilon is not None and 0 < tight.epsilon < math.inf
 
 

@@ -27,6 +27,13 @@ _ATTACK_SEED_OFFSET = 7919
 _RANK_SEED_OFFSET = 1_000_003
 
 
+def attack_generator(setup: TrainingSetup) -> torch.Generator:
+    """The generator of attack random starts: the trial's seed, offset per rank."""
+    seed = (setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
+            + _RANK_SEED_OFFSET * setup.world.rank)
+    return torch.Generator(device=setup.device).manual_seed(seed)
+
+
 def _check(eps: float, steps: int | None = None, step_size: float | None = None) -> None:
     if eps < 0:
         raise ValueError(f"eps must be >= 0, got {eps}")
@@ -48,9 +55,7 @@ class AdversarialRegime(Regime):
         self.generator: torch.Generator | None = None
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
-        seed = (setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
-                + _RANK_SEED_OFFSET * setup.world.rank)
-        self.generator = torch.Generator(device=setup.device).manual_seed(seed)
+        self.generator = attack_generator(setup)
         return setup
 
     def eps_at(self, progress: float) -> float:

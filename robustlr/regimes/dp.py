@@ -31,7 +31,7 @@ from privacy.modules import fix_model, hooks_disabled, unwrap
 
 from .. import distributed, schedules
 from ..modes import generating_attack
-from .adversarial import _ATTACK_SEED_OFFSET, _RANK_SEED_OFFSET
+from .adversarial import attack_generator
 from .base import REGIMES, Regime, TrainingSetup
 
 
@@ -94,9 +94,7 @@ class DPRegime(Regime):
             grad_sample_mode=s["grad_sample_mode"])
         if world.distributed and s["poisson"]:
             private.module.forbid_grad_accumulation()  # what make_private does for Poisson
-        seed = (setup.generator.initial_seed() + _ATTACK_SEED_OFFSET
-                + _RANK_SEED_OFFSET * setup.world.rank)
-        self.attack_generator = torch.Generator(device=setup.device).manual_seed(seed)
+        self.attack_generator = attack_generator(setup)
         self.private = private
         self.sample_rate = setup.batch_size / self.n
         total = setup.epochs * len(private.data_loader)
@@ -194,8 +192,7 @@ class DPRegime(Regime):
             yield
 
     def trained_model(self, model):
-        plain = unwrap(model)
-        return plain.module if isinstance(plain, DPDDP) else plain
+        return unwrap(model)
 
     def data_parallel(self, setup):
         return setup.model  # already DP-DDP inside Opacus' wrapper (see prepare)
