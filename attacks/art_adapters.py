@@ -17,15 +17,25 @@ CVPR 2016, https://arxiv.org/abs/1511.04599.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ._common import (NORMS, check_choice, check_int, check_number, check_optional_number,
-                      eval_mode, flat_norm, model_device, project)
+from ._common import (
+    NORMS,
+    check_choice,
+    check_int,
+    check_number,
+    check_optional_number,
+    eval_mode,
+    flat_norm,
+    model_device,
+    project,
+)
 
 _ART_NORM = {"linf": np.inf, "l2": 2}
 

@@ -18,9 +18,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import (NORMS, check_choice, check_int, check_number, check_optional_number,
-                      eval_mode, flat_norm, fooled, generator_for, project, random_start as
-                      draw_start)
+from ._common import (
+    NORMS,
+    check_choice,
+    check_int,
+    check_number,
+    check_optional_number,
+    eval_mode,
+    flat_norm,
+    fooled,
+    generator_for,
+    project,
+)
+from ._common import random_start as draw_start
 
 
 def _validate(*, eps: float, step_size: float | None, steps: int, norm: str, restarts: int) -> None:

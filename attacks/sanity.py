@@ -12,7 +12,7 @@ Accuracies are fractions in [0, 1]; ``tolerance`` absorbs sampling noise.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

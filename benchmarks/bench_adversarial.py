@@ -22,7 +22,7 @@ import torch
 from robustlr import config as config_module
 from robustlr import data
 from robustlr.grid import expand
-from robustlr.trainer import train_trial
+from robustlr.training.loop import train_trial
 
 
 def main() -> None:

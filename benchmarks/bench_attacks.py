@@ -24,16 +24,16 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from attacks import pgd  # noqa: E402
-from attacks.art_adapters import art_classifier  # noqa: E402
+from robustlr.attacks import pgd  # noqa: E402
+from robustlr.attacks.art_adapters import art_classifier  # noqa: E402
 
 EPS, STEP = 8 / 255, 2 / 255
 

@@ -27,7 +27,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from privacy import engine  # noqa: E402
+from robustlr.privacy import engine  # noqa: E402
 
 warnings.filterwarnings("ignore")
 BATCH = 128

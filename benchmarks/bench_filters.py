@@ -28,8 +28,8 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from attacks.filters import FILTERS, FilterInputs  # noqa: E402
-from attacks.filters.representations import penultimate  # noqa: E402
+from robustlr.attacks.filters import FILTERS, FilterInputs  # noqa: E402
+from robustlr.attacks.filters.representations import penultimate  # noqa: E402
 
 VARIANTS = ("spectral", "art_spectral", "activation_clustering", "art_activation")
 

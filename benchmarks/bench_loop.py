@@ -20,7 +20,7 @@ import torch
 from robustlr import config as config_module
 from robustlr import data, models
 from robustlr.grid import expand
-from robustlr.trainer import train_trial
+from robustlr.training.loop import train_trial
 
 
 def bare_loop(config, bundle, seed: int) -> float:

@@ -29,9 +29,9 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import torch  # noqa: E402
 
 from robustlr import config as config_module  # noqa: E402
-from robustlr.progress import Progress  # noqa: E402
-from robustlr.runner import run_grid  # noqa: E402
-from robustlr.store import Store  # noqa: E402
+from robustlr.results.store import Store  # noqa: E402
+from robustlr.runs.grid_runner import run_grid  # noqa: E402
+from robustlr.runs.progress import Progress  # noqa: E402
 
 SCHEDULES = ["constant", "cosine", "linear", "step(milestones=[0.5], gamma=0.1)"]
 

@@ -8,9 +8,9 @@ Depends only on torch, numpy, scipy, Opacus and ART, never on ``robustlr``.
 - :mod:`privacy.audit`: membership-inference audit with an empirical epsilon lower bound.
 """
 
-from privacy import audit, engine  # noqa: F401
-from privacy.accounting import ACCOUNTANTS, epsilon
-from privacy.calibrate import calibrate
-from privacy.guard import BudgetGuard
+from . import audit, engine  # noqa: F401
+from .accounting import ACCOUNTANTS, epsilon
+from .calibrate import calibrate
+from .guard import BudgetGuard
 
 __all__ = ["ACCOUNTANTS", "BudgetGuard", "audit", "calibrate", "engine", "epsilon"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from opacus.accountants.registry import _ACCOUNTANTS

@@ -13,10 +13,9 @@ calibrate once per run, never per step.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
-from privacy.accounting import (MAX_DISTINCT, _check, epsilon_of_history, history,
-                                schedule_from_profile, validate)
+from .accounting import MAX_DISTINCT, _check, epsilon_of_history, history, schedule_from_profile, validate
 
 MAX_EVALUATIONS = 60
 

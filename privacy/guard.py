@@ -19,12 +19,11 @@ noise that falls at every step costs a search per step: plan it instead).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from privacy.accounting import (MAX_DISTINCT, _check, epsilon_of_history, history,
-                                validate)
+from .accounting import MAX_DISTINCT, _check, epsilon_of_history, history, validate
 
 PRV_EPS_ERROR = 0.01  # Opacus' PRVAccountant default
 MAX_CERTIFIED = 1 << 20

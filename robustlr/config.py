@@ -7,20 +7,20 @@ folder exists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .data import DataConfig
-from .optimizers import OPTIMIZERS
-from .spec import SpecError
+from robustlr.data import DataConfig
+from robustlr.errors import InputError
 
-SpecValue = Union[str, dict[str, Any]]
+SpecValue = str | dict[str, Any]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot run; the message is one line naming the field."""
 
 
@@ -50,17 +50,17 @@ class TrainConfig(_Strict):
 
 class EvaluationConfig(_Strict):
     batch_size: int = Field(1000, ge=1)
-    attack: Optional[SpecValue] = None  # per-epoch robust accuracy
+    attack: SpecValue | None = None  # per-epoch robust accuracy
     subset: int = Field(500, ge=1)  # examples of the test (and validation) set it runs on
     final: list[SpecValue] = Field(default_factory=list)  # the cascade at the end
-    final_subset: Optional[int] = Field(None, ge=1)  # test examples for it (None: all)
+    final_subset: int | None = Field(None, ge=1)  # test examples for it (None: all)
     select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or val_robust_acc
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
     membership: bool = False  # membership-inference audit of the final model
 
     @model_validator(mode="after")
-    def _needs_attack(self) -> "EvaluationConfig":
+    def _needs_attack(self) -> EvaluationConfig:
         for field in ("final", "select", "sanity"):
             if getattr(self, field) not in ([], "clean", False) and self.attack is None:
                 raise ValueError(f"evaluation.{field} needs evaluation.attack (the per-epoch attack)")
@@ -81,12 +81,12 @@ def _positive_scales(values: list[float] | None) -> list[float] | None:
 class GridConfig(_Strict):
     """A sub-grid: the dimensions it sets replace the top-level ones for its trials."""
 
-    schedules: Optional[list[SpecValue]] = Field(None, min_length=1)
-    regimes: Optional[list[SpecValue]] = Field(None, min_length=1)
-    lr_scales: Optional[list[float]] = Field(None, min_length=1)
-    seeds: Optional[list[int]] = Field(None, min_length=1)
-    poisoning: Optional[list[SpecValue]] = Field(None, min_length=1)
-    filter: Optional[list[SpecValue]] = Field(None, min_length=1)
+    schedules: list[SpecValue] | None = Field(None, min_length=1)
+    regimes: list[SpecValue] | None = Field(None, min_length=1)
+    lr_scales: list[float] | None = Field(None, min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1)
+    poisoning: list[SpecValue] | None = Field(None, min_length=1)
+    filter: list[SpecValue] | None = Field(None, min_length=1)
 
     @field_validator("lr_scales")
     @classmethod
@@ -101,13 +101,13 @@ class ReportConfig(_Strict):
     """A ranking under constraints in the report: the best groups by ``rank_by`` among those
     whose seed means meet every bound (e.g. robust_acc subject to epsilon <= 3, asr <= 0.1)."""
 
-    rank_by: Optional[str] = None
+    rank_by: str | None = None
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
 
     @field_validator("rank_by")
     @classmethod
-    def _known_metric(cls, value: Optional[str]) -> Optional[str]:
+    def _known_metric(cls, value: str | None) -> str | None:
         if value is not None:
             _check_metrics([value])
         return value
@@ -120,7 +120,7 @@ class ReportConfig(_Strict):
 
 
 def _check_metrics(names: list[str]) -> None:
-    from .metrics import SUMMARY_METRICS
+    from robustlr.records import SUMMARY_METRICS
 
     unknown = [name for name in names if name not in SUMMARY_METRICS]
     if unknown:
@@ -166,47 +166,13 @@ def _field_path(location: tuple[Any, ...]) -> str:
 
 
 def _check_specs(config: ExperimentConfig) -> None:
-    """Build every spec once so that a typo fails now, not in a worker an hour later."""
-    from . import models, schedules
-    from .regimes import REGIMES
+    from robustlr.catalog import check_specs  # the catalog imports every registry (torch)
 
-    for number, dimensions in enumerate(config.dimension_sets()):
-        prefix = f"grids[{number}]." if config.grids else ""
-        checks = [("schedules", schedules.parse, dimensions["schedules"]),
-                  ("regimes", REGIMES.build, dimensions["regimes"])]
-        for field, build, values in checks:
-            for index, value in enumerate(values):
-                try:
-                    build(value)
-                except SpecError as error:
-                    raise ConfigError(f"{prefix}{field}[{index}]: {error}") from None
-    from .poisoning import FILTERS, POISONS
-    from .robustness import ATTACKS
-    from .spec import is_none
-
-    for number, dimensions in enumerate(config.dimension_sets()):
-        prefix = f"grids[{number}]." if config.grids else ""
-        for field, registry in (("poisoning", POISONS), ("filter", FILTERS)):
-            for index, value in enumerate(dimensions[field]):
-                if is_none(value):
-                    continue
-                try:
-                    registry.build(value)
-                except SpecError as error:
-                    raise ConfigError(f"{prefix}{field}[{index}]: {error}") from None
-
-    evaluation = config.evaluation
-    attack_specs = ([("evaluation.attack", evaluation.attack)] if evaluation.attack else []) + [
-        (f"evaluation.final[{i}]", spec) for i, spec in enumerate(evaluation.final)]
-    for field, value in attack_specs:
-        try:
-            ATTACKS.build(value)
-        except SpecError as error:
-            raise ConfigError(f"{field}: {error}") from None
-    try:
-        models.MODELS.check(config.model, ("input_shape", "num_classes", "mean", "std"))
-    except SpecError as error:
-        raise ConfigError(f"model: {error}") from None
+    problems = check_specs(config)
+    if problems:
+        field, problem = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ConfigError(f"{field}: {problem}{more}")
 
 
 def from_mapping(raw: Mapping[str, Any] | None) -> ExperimentConfig:

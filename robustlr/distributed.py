@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import RandomSampler
+
+from robustlr.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ def from_env() -> World | None:
     return World(rank=rank, size=size, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
 
 
-class DeviceError(ValueError):
+class DeviceError(InputError):
     """``train.device`` cannot serve this many processes; one line for the user."""
 
 

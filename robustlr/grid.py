@@ -13,8 +13,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import ExperimentConfig
-from .spec import is_none, parse
+from robustlr.config import ExperimentConfig
+from robustlr.spec import is_none, parse
 
 
 @dataclass(frozen=True)

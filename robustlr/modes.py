@@ -9,15 +9,16 @@ hooks (otherwise an input-gradient attack crashes or fills ``grad_sample``).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from .optimizers import is_schedule_free
+from robustlr.optimizers import is_schedule_free
 
 if TYPE_CHECKING:  # regimes import this module to switch modes while attacking
-    from .regimes.base import Regime
+    from robustlr.regimes.base import Regime
 
 
 def _set_optimizer_mode(optimizer: torch.optim.Optimizer | None, train: bool) -> None:

@@ -6,7 +6,8 @@ group's own scale (none today, but e.g. no-decay groups) survives scheduling.
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
 import schedulefree
 import torch

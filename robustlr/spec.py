@@ -14,11 +14,14 @@ import inspect
 import operator
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+
+from robustlr.errors import InputError
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A spec that cannot be parsed or built; the message is one line meant for the user."""
 
 

@@ -15,15 +15,15 @@ from helpers import TINY, tiny
 
 from robustlr import config as config_module
 from robustlr import data, models, schedules
-from robustlr.cli_attack import attack
+from robustlr.cli.attack import attack
 from robustlr.grid import expand
-from robustlr.probes import build_probes
-from robustlr.report import Document
-from robustlr.report.robustness import robustness_section
 from robustlr.regimes import REGIMES
-from robustlr.robustness import catastrophic_overfitting
-from robustlr.run import execute
-from robustlr.trainer import train_trial
+from robustlr.results.report import Document
+from robustlr.results.report.robustness import robustness_section
+from robustlr.runs.folder import execute
+from robustlr.training.loop import train_trial
+from robustlr.training.probes import build_probes
+from robustlr.training.probes.robustness import catastrophic_overfitting
 
 TIMING = {"epoch_seconds", "samples_per_second"}
 

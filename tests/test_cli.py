@@ -97,7 +97,7 @@ def test_kill_9_then_resume_finishes_every_trial_exactly_once(tmp_path):
                                                            "num_classes": 3, "shape": [1, 6, 6]}})
     path = write_config(tmp_path / "grid.yaml", config)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "robustlr.cli", "run", str(path), "--out", str(out),
+    command = [sys.executable, "-m", "robustlr", "run", str(path), "--out", str(out),
                "--no-progress"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                start_new_session=True)

@@ -14,9 +14,7 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from robustlr.data import (DataBundle, DataConfig, DataError, DatasetNotFoundError, load,
-                           prepare)
-from robustlr.data import sources
+from robustlr.data import DataBundle, DataConfig, DataError, DatasetNotFoundError, load, prepare, sources
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:
@@ -170,7 +168,7 @@ def test_cifar10_from_pickle_batches(tmp_path):
 
 def test_imagefolder_of_pngs(tmp_path):
     rng = np.random.default_rng(0)
-    for label, cls in enumerate(("cat", "dog", "eel")):
+    for cls in ("cat", "dog", "eel"):
         (tmp_path / cls).mkdir()
         for i in range(10):
             pixels = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)

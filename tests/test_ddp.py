@@ -24,8 +24,8 @@ from robustlr import config as config_module
 from robustlr import data, models
 from robustlr.cli import main
 from robustlr.grid import expand
-from robustlr.store import Store
-from robustlr.trainer import train_trial
+from robustlr.results.store import Store
+from robustlr.training.loop import train_trial
 
 
 class _Capture:

@@ -9,13 +9,13 @@ import pytest
 import torch
 from helpers import record_lrs, tiny
 
-from attacks import PGD, Square, cascade
-from privacy import epsilon
 from robustlr import config as config_module
 from robustlr import data, models, schedules
+from robustlr.attacks import PGD, Square, cascade
 from robustlr.grid import expand
-from robustlr.probes import build_probes
-from robustlr.trainer import train_trial
+from robustlr.privacy import epsilon
+from robustlr.training.loop import train_trial
+from robustlr.training.probes import build_probes
 
 GROUP_CNN = {"name": "cnn", "norm": "group", "width": 8, "hidden": 16}
 IMAGES = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 8, 8]}}

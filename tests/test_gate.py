@@ -12,11 +12,11 @@ from click.testing import CliRunner
 from helpers import tiny
 
 from robustlr import config as config_module
-from robustlr import report as report_module
-from robustlr.cli_gate import compare, gate
-from robustlr.report import Document, build_report
-from robustlr.report.frontiers import frontier_section
-from robustlr.run import execute
+from robustlr.cli.gate import compare, gate
+from robustlr.results import report as report_module
+from robustlr.results.report import Document, build_report
+from robustlr.results.report.frontiers import frontier_section
+from robustlr.runs.folder import execute
 
 STEP = "step(milestones=[0.5], gamma=0.1)"
 DATA = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6], "noise": 0.5}}

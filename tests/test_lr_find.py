@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from robustlr import config as config_module
-from robustlr import lr_find
 from robustlr.cli import main
-from robustlr.runner import _prepare_data
+from robustlr.training import lr_find
+from robustlr.training.trial import prepare_data
 from tests.helpers import record_lrs, tiny, write_config
 
 
@@ -28,7 +28,7 @@ def digits():
 def sweep_of(tmp_path, regime="standard", config=None, **sweep):
     path = write_config(tmp_path / "c.yaml", config or tiny())
     config = config_module.load(path)
-    data = _prepare_data(config.data, 0)
+    data = prepare_data(config.data, 0)
     return lr_find.run(config, data, regime_spec=regime, seed=0,
                        sweep=lr_find.Sweep(**{"steps": 40, **sweep}))
 

@@ -10,12 +10,12 @@ import torch
 from helpers import tiny
 from torch import nn
 
-from privacy.audit import audit
 from robustlr import config as config_module
-from robustlr import report
-from robustlr.report.document import Document
-from robustlr.report.privacy import privacy_section
-from robustlr.run import execute
+from robustlr.privacy.audit import audit
+from robustlr.results import report
+from robustlr.results.report.document import Document
+from robustlr.results.report.privacy import privacy_section
+from robustlr.runs.folder import execute
 
 # Overlapping Gaussian clusters: a non-private MLP memorises its 360 training points (loss ~0)
 # while held-out points stay hard, so the loss-threshold attack separates them clearly.

@@ -8,13 +8,12 @@ import csv
 import json
 
 import pytest
-
 from helpers import tiny
 
 from robustlr import config as config_module
-from robustlr import report
-from robustlr.report.poisoning import poisoning_section
-from robustlr.run import execute
+from robustlr.results import report
+from robustlr.results.report.poisoning import poisoning_section
+from robustlr.runs.folder import execute
 
 IMAGES = {"synthetic": {"num_examples": 400, "num_classes": 3, "shape": [1, 8, 8]}}
 

@@ -26,13 +26,13 @@ ray = pytest.importorskip("ray")
 from robustlr import config as config_module  # noqa: E402
 from robustlr.cli import main  # noqa: E402
 from robustlr.grid import Trial, expand  # noqa: E402
-from robustlr.progress import Progress  # noqa: E402
-from robustlr.ray_backend import run_ray  # noqa: E402
-from robustlr.run import execute  # noqa: E402
-from robustlr.runner import TrialTask, _Recorder  # noqa: E402
-from robustlr.store import Store  # noqa: E402
+from robustlr.results.store import Store  # noqa: E402
+from robustlr.runs.folder import execute  # noqa: E402
+from robustlr.runs.progress import Progress  # noqa: E402
+from robustlr.runs.ray_backend import run_ray  # noqa: E402
+from robustlr.runs.tasks import Recorder, TrialTask  # noqa: E402
 
-TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds"}
+TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds", "eval_seconds"}
 
 
 def _free_port() -> int:
@@ -157,7 +157,7 @@ def test_failed_trials_are_recorded_and_the_grid_goes_on(tmp_path, ray_address):
     for position, task in enumerate(tasks):
         store.register(position, task.trial.id, task.trial.describe())
         store.start(task.trial.id)
-    run_ray(tasks, _Recorder(store, Progress(enabled=False)), address=ray_address, workers=2)
+    run_ray(tasks, Recorder(store, Progress(enabled=False)), address=ray_address, workers=2)
 
     with sqlite3.connect(store.path) as db:
         rows = dict(db.execute("SELECT trial, status || ' | ' || COALESCE(error, '') FROM trials"))
@@ -198,7 +198,7 @@ def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, r
                   data={"synthetic": {"num_examples": 3000, "num_classes": 3, "shape": [1, 6, 6]}})
     path = write_config(tmp_path / "grid.yaml", config)
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "robustlr.cli", "run", str(path), "--out", str(out),
+    command = [sys.executable, "-m", "robustlr", "run", str(path), "--out", str(out),
                "--no-progress", "--backend", "ray", "--address", ray_address, "--workers", "2"]
     with (tmp_path / "stderr.txt").open("w") as stderr:
         process = subprocess.Popen(command, stderr=stderr, stdout=subprocess.DEVNULL,
@@ -239,7 +239,7 @@ def test_an_address_where_nothing_answers_is_one_line_exit_2(tmp_path):
     config = write_config(tmp_path / "c.yaml", tiny())
     address = f"127.0.0.1:{_free_port()}"
     result = subprocess.run(  # a process of its own: this one may have joined a Ray already
-        [sys.executable, "-m", "robustlr.cli", "run", str(config), "--backend", "ray",
+        [sys.executable, "-m", "robustlr", "run", str(config), "--backend", "ray",
          "--address", address, "--out", str(tmp_path / "run"), "--no-progress"],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
@@ -253,7 +253,7 @@ def test_without_ray_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr("robustlr.run.importlib.util.find_spec",
+    monkeypatch.setattr("robustlr.runs.folder.importlib.util.find_spec",
                         lambda name, *a: None if name == "ray" else find_spec(name, *a))
     config = write_config(tmp_path / "c.yaml", tiny())
     result = cli("run", str(config), "--backend", "ray", "--out", str(tmp_path / "run"))

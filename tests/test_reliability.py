@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from robustlr import config as config_module
-from robustlr.run import execute
-from robustlr.store import Store
+from robustlr.results.store import Store
+from robustlr.runs.folder import execute
 from tests.helpers import tiny, write_config
 
 ROBUSTLR = str(Path(sys.executable).with_name("robustlr"))

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from robustlr.config import from_mapping
-from robustlr.run import execute
+from robustlr.runs.folder import execute
 from tests.helpers import tiny
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

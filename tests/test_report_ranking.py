@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from helpers import tiny, write_config
+from helpers import tiny
 
 from robustlr import config as config_module
 from robustlr.cli import main
 from robustlr.config import ConfigError, ReportConfig
-from robustlr.report import Document
-from robustlr.report.constraints import constrained_section
-from robustlr.report.sensitivity import sensitivity_section
-from robustlr.run import execute
+from robustlr.results.report import Document
+from robustlr.results.report.constraints import constrained_section
+from robustlr.results.report.sensitivity import sensitivity_section
+from robustlr.runs.folder import execute
 
 
 def record(schedule, seed, *, scale=1.0, regime="dp", **metrics):

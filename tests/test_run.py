@@ -12,12 +12,12 @@ from helpers import tiny
 
 from robustlr import config as config_module
 from robustlr import schedules
-from robustlr.run import execute
+from robustlr.runs.folder import execute
 
 SUMMARY_FIELDS = {"trial", "schedule", "regime", "lr_scale", "seed", "status", "epochs",
                   "clean_acc", "clean_acc_best", "train_seconds"}
 EPOCH_FIELDS = ["trial", "epoch", "step", "lr", "train_loss", "val_acc", "test_acc"]
-TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds"}
+TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds", "eval_seconds"}
 
 
 def run_tiny(tmp_path, name="run", workers=1, **overrides):

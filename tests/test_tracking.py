@@ -20,8 +20,8 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from robustlr import config as config_module  # noqa: E402
 from robustlr.cli import main  # noqa: E402
-from robustlr.run import execute  # noqa: E402
-from robustlr.tracking import RUN_ID_FILE, check_tracker, open_tracker  # noqa: E402
+from robustlr.runs.folder import execute  # noqa: E402
+from robustlr.runs.tracking import RUN_ID_FILE, check_tracker, open_tracker  # noqa: E402
 
 # a 1-D signal cannot enter a 2-D CNN: every trial fails when its model is built (test_run)
 FAILING = {"model": "cnn", "data": {"synthetic": {"num_examples": 120, "num_classes": 3,

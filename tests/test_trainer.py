@@ -11,7 +11,7 @@ from robustlr import config as config_module
 from robustlr import data, models, optimizers, schedules
 from robustlr.grid import expand
 from robustlr.modes import evaluating, training
-from robustlr.trainer import train_trial
+from robustlr.training.loop import train_trial
 
 
 def prepared(**overrides):
@@ -35,7 +35,7 @@ def test_a_constant_schedule_is_plain_training(monkeypatch):
     config, bundle = prepared(schedules=["constant"], train={"epochs": 2, "lr": 0.1})
     trial = expand(config)[0]
     captured = {}
-    monkeypatch.setattr("robustlr.trainer.Regime.trained_model",
+    monkeypatch.setattr("robustlr.training.loop.Regime.trained_model",
                         lambda self, model: captured.setdefault("model", model))
     train_trial(config, trial, bundle, on_epoch=lambda row: None)
 

@@ -8,12 +8,12 @@ declares ``needs`` (``{"features"}`` or ``{"losses"}``) and returns one
 :func:`attacks.filters.metrics.filter_metrics`.
 """
 
-from attacks.filters.activation_clustering import ActivationClustering
-from attacks.filters.art_adapter import ArtActivation, ArtSpectral
-from attacks.filters.base import FilterInputs, FilterResult, removal_budget
-from attacks.filters.knn import KNN
-from attacks.filters.loss_trajectory import LossTrajectory
-from attacks.filters.spectral import Spectral
+from .activation_clustering import ActivationClustering
+from .art_adapter import ArtActivation, ArtSpectral
+from .base import FilterInputs, FilterResult, removal_budget
+from .knn import KNN
+from .loss_trajectory import LossTrajectory
+from .spectral import Spectral
 
 FILTERS: dict[str, type] = {
     "spectral": Spectral,

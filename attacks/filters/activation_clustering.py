@@ -39,10 +39,20 @@ from typing import ClassVar
 import torch
 from sklearn.decomposition import FastICA
 
-from attacks.filters.base import (FilterInputs, FilterResult, check_removal, class_groups,
-                                  class_suspicion, flag_outliers, keep_all_but_top,
-                                  keep_top_in_classes, removal_budget, require, resolve_rate,
-                                  robust_z)
+from .base import (
+    FilterInputs,
+    FilterResult,
+    check_removal,
+    class_groups,
+    class_suspicion,
+    flag_outliers,
+    keep_all_but_top,
+    keep_top_in_classes,
+    removal_budget,
+    require,
+    resolve_rate,
+    robust_z,
+)
 
 REDUCTIONS = ("ica", "pca")
 ALLOCATIONS = ("flagged", "relative_size")

@@ -20,8 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from attacks.filters.base import (FilterInputs, FilterResult, check_removal, keep_all_but_top,
-                                  removal_budget, require, resolve_rate)
+from .base import (
+    FilterInputs,
+    FilterResult,
+    check_removal,
+    keep_all_but_top,
+    removal_budget,
+    require,
+    resolve_rate,
+)
 
 
 def feature_classifier(dims: int, num_classes: int):

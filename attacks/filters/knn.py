@@ -13,8 +13,15 @@ from typing import ClassVar
 
 import torch
 
-from attacks.filters.base import (FilterInputs, FilterResult, check_removal,
-                                  keep_all_but_top, removal_budget, require, resolve_rate)
+from .base import (
+    FilterInputs,
+    FilterResult,
+    check_removal,
+    keep_all_but_top,
+    removal_budget,
+    require,
+    resolve_rate,
+)
 
 
 def neighbour_disagreement(features: torch.Tensor, labels: torch.Tensor, k: int,

@@ -18,11 +18,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import torch
-
-from attacks.filters.base import (FilterInputs, FilterResult, check_removal, class_groups,
-                                  keep_all_but_top, removal_budget, require, resolve_rate,
-                                  robust_z)
+from .base import (
+    FilterInputs,
+    FilterResult,
+    check_removal,
+    class_groups,
+    keep_all_but_top,
+    removal_budget,
+    require,
+    resolve_rate,
+    robust_z,
+)
 
 MODES = ("fast", "never", "both")
 

@@ -7,11 +7,11 @@ Backdoors also expose ``apply_trigger(x)`` for test-time attack success
 (:func:`attacks.poisoning.metrics.backdoor_metrics`).
 """
 
-from attacks.poisoning.badnets import BadNets
-from attacks.poisoning.base import PoisonedData
-from attacks.poisoning.blend import Blend
-from attacks.poisoning.clean_label import CleanLabel
-from attacks.poisoning.label_flip import LabelFlip, NoPoison
+from .badnets import BadNets
+from .base import PoisonedData
+from .blend import Blend
+from .clean_label import CleanLabel
+from .label_flip import LabelFlip, NoPoison
 
 POISONS: dict[str, type] = {
     "none": NoPoison,

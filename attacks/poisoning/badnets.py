@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.poisoning.base import (PoisonedData, check_choice, check_int, check_rate,
-                                    dirty_label_backdoor)
+from .base import PoisonedData, check_choice, check_int, check_rate, dirty_label_backdoor
 
 POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
 PATTERNS = ("checker", "white")

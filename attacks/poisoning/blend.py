@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.poisoning.base import (PoisonedData, check_int, check_number, check_rate,
-                                    dirty_label_backdoor)
+from .base import PoisonedData, check_int, check_number, check_rate, dirty_label_backdoor
 
 
 @dataclass(frozen=True)

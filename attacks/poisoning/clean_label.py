@@ -13,9 +13,17 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.poisoning.badnets import PATTERNS, POSITIONS, stamp_patch
-from attacks.poisoning.base import (PoisonedData, check_choice, check_class, check_inputs,
-                                    check_int, check_number, check_rate, choose)
+from .badnets import PATTERNS, POSITIONS, stamp_patch
+from .base import (
+    PoisonedData,
+    check_choice,
+    check_class,
+    check_inputs,
+    check_int,
+    check_number,
+    check_rate,
+    choose,
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,7 @@ class CleanLabel:
                generator: torch.Generator | None, model: torch.nn.Module | None = None,
                ) -> PoisonedData:
         """Poisoned copy of (x, y); ``model`` (trained on clean data) is required."""
-        from attacks.pgd import pgd  # the evasion package is optional for the other poisons
+        from ..pgd import pgd  # the evasion package is optional for the other poisons
 
         if model is None:
             raise ValueError("model must be given for clean_label (a model trained on clean data)")

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.poisoning.base import (PoisonedData, check_class, check_inputs, check_int,
-                                    check_rate, choose)
+from .base import PoisonedData, check_class, check_inputs, check_int, check_rate, choose
 
 
 @dataclass(frozen=True)

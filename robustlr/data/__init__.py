@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .config import DATASETS, OFFICIAL_TEST, DataConfig, SyntheticOptions
-from .sources import SOURCES, DataError, DatasetNotFoundError
+from robustlr.data.config import DATASETS, OFFICIAL_TEST, DataConfig, SyntheticOptions
+from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError
 
 Split = tuple[torch.Tensor, torch.Tensor]
 SPLITS = ("train", "val", "test")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -51,11 +51,11 @@ class DataConfig(BaseModel):
     test_fraction: float = 0.2
     root: str = "data"
     download: bool = False
-    limit: Optional[int] = Field(None, ge=1)
+    limit: int | None = Field(None, ge=1)
     """Cap on training examples (a random subset drawn with the trial seed), for quick runs."""
     split_seed: int = 0
     """Seed of the train/validation/test split; independent of the trial seed."""
-    image_size: Optional[int] = Field(None, ge=1)
+    image_size: int | None = Field(None, ge=1)
     """imagefolder only: resize images to image_size x image_size (else all must match)."""
     synthetic: SyntheticOptions = SyntheticOptions()
 
@@ -74,7 +74,7 @@ class DataConfig(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "DataConfig":
+    def _consistent(self) -> DataConfig:
         if self.name not in OFFICIAL_TEST and self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("data.val_fraction + data.test_fraction must be below 1, got "
                              f"{self.val_fraction} + {self.test_fraction}")

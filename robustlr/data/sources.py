@@ -10,15 +10,16 @@ import functools
 import os
 import pickle
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
-from .config import DataConfig, SyntheticOptions
+from robustlr.data.config import DataConfig, SyntheticOptions
+from robustlr.errors import InputError
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A dataset that cannot be loaded; the message is one line meant for the user."""
 
 
@@ -30,8 +31,8 @@ class DatasetNotFoundError(DataError, FileNotFoundError):
 class Source:
     x: np.ndarray
     y: np.ndarray
-    x_test: Optional[np.ndarray] = None
-    y_test: Optional[np.ndarray] = None
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
 
 def _arrays(x, y) -> tuple[np.ndarray, np.ndarray]:

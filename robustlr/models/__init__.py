@@ -8,15 +8,16 @@ last layer, an ``nn.Linear``. ``norm="group"`` variants train under Opacus (DP-S
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
-from ..spec import Registry, Spec
-from .cnn import cnn, cnn1d
-from .layers import NORMS, Classifier, Normalize
-from .mlp import mlp
-from .resnet import resnet18
+from robustlr.models.cnn import cnn, cnn1d
+from robustlr.models.layers import NORMS, Classifier, Normalize
+from robustlr.models.mlp import mlp
+from robustlr.models.resnet import resnet18
+from robustlr.spec import Registry, Spec
 
 MODELS = Registry("model")
 MODELS.register("mlp", mlp)
@@ -38,7 +39,7 @@ def build(spec: str | Mapping[str, Any] | Spec, *, input_shape: Sequence[int], n
     return Classifier(Normalize(mean, std), features, nn.Linear(width, num_classes))
 
 
-from .io import load, read_metadata, save  # noqa: E402  (io needs build)
+from robustlr.models.io import load, read_metadata, save  # noqa: E402  (io needs build)
 
 __all__ = ["MODELS", "NORMS", "Classifier", "Normalize", "build", "save", "load",
            "read_metadata"]

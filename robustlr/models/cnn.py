@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
-from .layers import check_norm, check_positive, feature_size, norm_layer
+from robustlr.models.layers import check_norm, check_positive, feature_size, norm_layer
 
 
 def _needs(input_shape: Sequence[int], dims: int, what: str) -> None:

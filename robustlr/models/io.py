@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..spec import Spec, parse
+from robustlr.spec import Spec, parse
 
 FORMAT = 1
 
@@ -59,7 +60,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, *, map_location: Any = "cpu") -> nn.Module:
     """Rebuild the saved model, load its weights, and return it in eval mode."""
-    from . import build
+    from robustlr.models import build
 
     meta, state = _read(path, map_location)
     model = build(meta["spec"], input_shape=meta["input_shape"], num_classes=meta["num_classes"],

@@ -7,7 +7,7 @@ logits. Poison filters read penultimate features by hooking the input of ``model
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

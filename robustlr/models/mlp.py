@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import nn
 
-from .layers import check_norm, check_positive, norm_layer
+from robustlr.models.layers import check_norm, check_positive, norm_layer
 
 
 def mlp(*, input_shape: Sequence[int], hidden: tuple[int, ...] = (256, 128),

@@ -7,14 +7,14 @@ use no in-place operations (no ``ReLU(inplace=True)``, no ``out += identity``) s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
-from .layers import check_norm, norm_layer
+from robustlr.models.layers import check_norm, norm_layer
 
 
 class _Block(BasicBlock):

@@ -1,6 +1,6 @@
 """Training regimes: each decides how a batch becomes a loss and an update."""
 
-from . import adversarial, dp  # noqa: F401  (register pgd_at, fgsm_rs, trades, dp)
-from .base import REGIMES, Regime, TrainingSetup
+from robustlr.regimes import adversarial, dp  # noqa: F401  (register pgd_at, fgsm_rs, trades, dp)
+from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
 
 __all__ = ["REGIMES", "Regime", "TrainingSetup"]

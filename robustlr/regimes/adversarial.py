@@ -10,14 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from attacks.fgsm import fgsm
-from attacks.pgd import pgd
-
-from .. import schedules
-from ..distributed import local_module
-from ..spec import SpecError
-from ..modes import generating_attack
-from .base import REGIMES, Regime, TrainingSetup
+from robustlr import schedules
+from robustlr.attacks.fgsm import fgsm
+from robustlr.attacks.pgd import pgd
+from robustlr.distributed import local_module
+from robustlr.modes import generating_attack
+from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
+from robustlr.spec import SpecError
 
 # Attack random starts draw from their own generator so that batch order (and so the
 # eps=0 equivalence with standard training) does not depend on the attack. Under
@@ -45,6 +44,8 @@ def _check(eps: float, steps: int | None = None, step_size: float | None = None)
 
 class AdversarialRegime(Regime):
     """Train on adversarial examples of the current batch; subclasses say how to make them."""
+
+    loss_kind = "robust"
 
     def __init__(self, *, eps: float, ramp: str | None):
         self.eps = eps

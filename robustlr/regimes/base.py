@@ -9,15 +9,16 @@ touching the loop.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-from .. import distributed
-from ..distributed import World
-from ..spec import Registry
+from robustlr import distributed
+from robustlr.distributed import World
+from robustlr.spec import Registry
 
 REGIMES = Registry("regime")
 
@@ -43,6 +44,9 @@ class Regime:
     """Standard training; subclasses override only what differs."""
 
     name = "standard"
+    # what its training loss measures, for lr-find: "clean", "robust" (on attacked inputs)
+    # or "private" (clipped and noised)
+    loss_kind = "clean"
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         """Wrap the model, optimizer or loader once, before the first step."""

@@ -21,18 +21,17 @@ import math
 from typing import Any
 
 import torch
-from attacks.pgd import pgd
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from privacy import ACCOUNTANTS, BudgetGuard, calibrate
-from privacy import engine as dp_engine
-from privacy.modules import fix_model, hooks_disabled, unwrap
-
-from .. import distributed, schedules
-from ..modes import generating_attack
-from .adversarial import attack_generator
-from .base import REGIMES, Regime, TrainingSetup
+from robustlr import distributed, schedules
+from robustlr.attacks.pgd import pgd
+from robustlr.modes import generating_attack
+from robustlr.privacy import ACCOUNTANTS, BudgetGuard, calibrate
+from robustlr.privacy import engine as dp_engine
+from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
+from robustlr.regimes.adversarial import attack_generator
+from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
 
 
 class _DeviceBatches:
@@ -56,6 +55,7 @@ class _DeviceBatches:
 
 class DPRegime(Regime):
     name = "dp"
+    loss_kind = "private"
 
     def __init__(self, **settings: Any):
         self.settings = settings
@@ -161,7 +161,7 @@ class DPRegime(Regime):
     def spent(self) -> float:
         if self.guard is not None:
             return self.guard.spent()
-        from privacy import epsilon
+        from robustlr.privacy import epsilon
 
         if not self.noise_history:
             return 0.0

@@ -16,16 +16,18 @@ optimizer-based (``optimizer_based = True``; the trainer swaps in a schedule-fre
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from ..spec import Spec
-from .base import SCHEDULES, Schedule, WarmupSchedule
+from robustlr.schedules.base import SCHEDULES, Schedule, WarmupSchedule
+from robustlr.spec import Spec
+
 # import order is registration order, which is the order `robustlr schedules` lists
-from .decay import (  # isort: skip
+from robustlr.schedules.decay import (  # isort: skip
     Constant, Cosine, Exponential, InverseSqrt, Linear, Polynomial, Step, WarmupStableDecay)
-from .cyclic import CosineRestarts, Cyclic, OneCycle  # isort: skip
-from .special import Plateau, PlateauTracker, ScheduleFree  # isort: skip
-from .plot import plot  # isort: skip
+from robustlr.schedules.cyclic import CosineRestarts, Cyclic, OneCycle  # isort: skip
+from robustlr.schedules.special import Plateau, PlateauTracker, ScheduleFree  # isort: skip
+from robustlr.schedules.plot import plot  # isort: skip
 
 
 def parse(spec: str | Mapping[str, Any] | Spec | Schedule) -> Schedule:

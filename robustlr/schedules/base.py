@@ -9,13 +9,14 @@ every optimizer step: the LR for the step about to be taken is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Callable, ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from ..spec import Registry, Spec
+from robustlr.spec import Registry, Spec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .special import PlateauTracker
+    from robustlr.schedules.special import PlateauTracker
 
 SCHEDULES = Registry("schedule")
 

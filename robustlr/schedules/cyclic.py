@@ -5,8 +5,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .base import (Schedule, WarmupSchedule, check_choice, check_range, clamp, cosine_between,
-                   linear_between, register)
+from robustlr.schedules.base import (
+    Schedule,
+    WarmupSchedule,
+    check_choice,
+    check_range,
+    clamp,
+    cosine_between,
+    linear_between,
+    register,
+)
 
 
 @register("cosine_restarts")

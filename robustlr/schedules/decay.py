@@ -11,8 +11,14 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from .base import (WarmupSchedule, check_choice, check_range, cosine_between, linear_between,
-                   register)
+from robustlr.schedules.base import (
+    WarmupSchedule,
+    check_choice,
+    check_range,
+    cosine_between,
+    linear_between,
+    register,
+)
 
 
 @register("constant")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .base import SCHEDULES
+from robustlr.schedules.base import SCHEDULES
 
 
 def plot(specs: Sequence[str | Mapping[str, Any]], path: str | os.PathLike[str], *,
@@ -18,7 +19,7 @@ def plot(specs: Sequence[str | Mapping[str, Any]], path: str | os.PathLike[str],
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: parsing needs no plots
     from matplotlib.figure import Figure
 
-    from . import parse, values  # the package imports this module
+    from robustlr.schedules import parse, values  # the package imports this module
 
     schedules = ([parse(spec) for spec in specs] if specs
                  else [SCHEDULES.build(name) for name in SCHEDULES.names()])

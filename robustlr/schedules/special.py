@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .base import WarmupSchedule, check_range, register
+from robustlr.schedules.base import WarmupSchedule, check_range, register
 
 
 @register("plateau")

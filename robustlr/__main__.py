@@ -1,0 +1,5 @@
+"""``python -m robustlr``."""
+
+from robustlr.cli.app import main
+
+main()

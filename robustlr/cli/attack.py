@@ -1,0 +1,129 @@
+"""``robustlr attack``: robust accuracy of a saved model under a cascade of attacks.
+
+Each attack runs only on the points still correct after the ones before it (AutoAttack's
+cascade, :func:`attacks.cascade`), so the accuracy printed after each attack never rises and
+the last one is the model's robust accuracy against all of them. Example::
+
+    robustlr attack runs/x/trials/ID/model.pt --data digits \\
+        --attack "fgsm(eps=0.1)" --attack "pgd(eps=0.1, steps=50, restarts=5)" --json
+
+Bad input (a spec, a file, a dataset) is one line on stderr and exit code 2, as everywhere
+in the CLI. The command is registered on the ``robustlr`` group in :mod:`robustlr.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from robustlr.errors import InputError
+
+
+def _load_model(path: Path, device):
+    from robustlr import models
+
+    if not path.is_file():
+        raise InputError(f"MODEL_PATH: no such file {str(path)!r}")
+    try:
+        return models.load(path, map_location="cpu").to(device), models.read_metadata(path)
+    except ValueError as error:  # models.load's own one-line message
+        raise InputError(f"MODEL_PATH: {error}") from None
+    except Exception as error:  # a truncated file or a foreign pickle
+        raise InputError(f"MODEL_PATH: {str(path)!r} is not a robustlr model checkpoint "
+              f"({type(error).__name__})") from None
+
+
+def _load_data(name: str, split: str, root: str, limit: int | None, input_shape: list[int]):
+    from robustlr import data
+
+    if name not in data.DATASETS:
+        raise InputError(f"--data: unknown dataset {name!r}; allowed: {', '.join(data.DATASETS)}")
+    try:
+        x, y = data.load(name, split=split, seed=0, root=root)
+    except (data.DataError, ValueError) as error:
+        raise InputError(f"--data: {error}") from None
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise InputError(f"--data: {name} has inputs of shape {tuple(x.shape[1:])} but the model expects "
+              f"{tuple(input_shape)}")
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    return x, y
+
+
+def _build_attacks(specs: tuple[str, ...]) -> list[tuple[str, Any]]:
+    from robustlr.catalog import ATTACKS
+    from robustlr.spec import SpecError, parse
+
+    built = []
+    for spec in specs:
+        try:
+            built.append((str(parse(spec, kind="attack")), ATTACKS.build(spec)))
+        except SpecError as error:
+            raise InputError(f"--attack: {error}") from None
+    return built
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device: cuda was asked for but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def _table(result: dict[str, Any]) -> str:
+    width = max(len("attack"), *(len(s["attack"]) for s in result["steps"]))
+    lines = [f"model: {result['model']}",
+             f"data: {result['data']} ({result['split']}, {result['examples']} examples), "
+             f"device: {result['device']}, {result['seconds']:.1f} s",
+             "",
+             f"{'attack':<{width}}  robust acc %",
+             f"{'(clean)':<{width}}  {100 * result['clean_acc']:12.2f}"]
+    lines += [f"{s['attack']:<{width}}  {100 * s['robust_acc']:12.2f}" for s in result["steps"]]
+    lines.append(f"{'robust accuracy':<{width}}  {100 * result['robust_acc']:12.2f}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("model_path", type=click.Path(path_type=Path))
+@click.option("--data", "dataset", required=True,
+              help="Dataset name (digits, mnist1d, mnist, fashion_mnist, cifar10, ...), split as "
+                   "robustlr splits it by default (val 0.15, test 0.2, split_seed 0).")
+@click.option("--attack", "specs", multiple=True, required=True,
+              help='An attack spec, e.g. "pgd(eps=0.1, steps=50, restarts=5)"; repeat it for '
+                   "a cascade, weakest first.")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test",
+              show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N examples of the split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--root", default="data", show_default=True,
+              help="Folder holding downloaded datasets (mnist, fashion_mnist, cifar10).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def attack(model_path: Path, dataset: str, specs: tuple[str, ...], split: str,
+           limit: int | None, batch_size: int, device: str, root: str, as_json: bool) -> None:
+    """Robust accuracy of the model saved at MODEL_PATH under a cascade of attacks."""
+    from robustlr.attacks import cascade
+
+    attacks = _build_attacks(specs)  # cheapest check first: a typo fails before any loading
+    target = _device(device)
+    model, meta = _load_model(model_path, target)
+    x, y = _load_data(dataset, split, root, limit, meta["input_shape"])
+    started = time.perf_counter()
+    outcome = cascade(model, x, y, attacks, batch_size=batch_size)
+    result = {"model": str(model_path), "data": dataset, "split": split, "examples": len(y),
+              "device": str(target), "clean_acc": outcome.clean_acc,
+              "steps": [{"attack": name, "robust_acc": acc} for name, acc in outcome.steps],
+              "robust_acc": outcome.robust_acc, "robust_per_class": outcome.robust_per_class,
+              "seconds": time.perf_counter() - started}
+    click.echo(json.dumps(result, indent=2) if as_json else _table(result))
+
+
+__all__ = ["attack"]

@@ -1,0 +1,49 @@
+"""``robustlr run``: train a grid and write a run folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from robustlr.errors import InputError
+
+
+@click.command()
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder (default runs/NAME-TIME).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Trials trained in parallel, one process each (default: CPU cores, at most 8).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Finish what is missing in this run folder.")
+@click.option("--quick", is_flag=True, help="Every schedule and regime, fewer epochs and less data.")
+@click.option("--save-models", is_flag=True, help="Save each trial's final model as trials/ID/model.pt.")
+@click.option("--no-progress", is_flag=True, help="No progress display.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where trials run: a local process pool, or Ray tasks (robustlr[ray]).")
+@click.option("--address", help="Ray cluster to join (default: start a local one); needs --backend ray.")
+@click.option("--track", type=click.Choice(["mlflow"]),
+              help="Log every trial as a tracker run (robustlr[mlflow]).")
+@click.option("--tracking-uri", help="Tracker store (default sqlite:///mlflow.db); needs --track.")
+def run(config: Path | None, out: Path | None, workers: int | None, resume: Path | None, quick: bool,
+        save_models: bool, no_progress: bool, backend: str, address: str | None,
+        track: str | None, tracking_uri: str | None) -> None:
+    """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder."""
+    if address is not None and backend != "ray":
+        raise InputError("--address: only with --backend ray")
+    if tracking_uri is not None and track is None:
+        raise InputError("--tracking-uri: only with --track mlflow")
+    # torch-heavy: imported when the command runs, so --help stays fast
+    from robustlr import config as config_module
+    from robustlr.runs import folder
+    from robustlr.runs.grid_runner import default_workers
+
+    if config is None and resume is None:
+        config = config_module.default_path()
+    loaded = config_module.load(config) if config is not None else None
+    if quick and loaded is not None:
+        loaded = folder.quick(loaded)
+    run_dir = folder.execute(loaded, out=out, resume=resume, workers=workers or default_workers(),
+                             save_models=save_models, show_progress=not no_progress,
+                             backend=backend, address=address, track=track,
+                             tracking_uri=tracking_uri)
+    click.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")

@@ -1,0 +1,53 @@
+"""Report section: a ranking under constraints, e.g. the best robust accuracy among the
+groups whose epsilon is at most 3 and attack success at most 10%. Groups are (schedule,
+regime / poison / filter, LR scale); a group is admissible when the seed means of its trials
+meet every bound, the rule ``robustlr gate`` applies. Groups that break a bound are listed
+below the ranking with what they break, so a reader sees what the constraint cost."""
+
+from __future__ import annotations
+
+from robustlr.records import LOWER_IS_BETTER
+from robustlr.results.bounds import Bound
+from robustlr.results.groups import GROUP_KEYS, label
+from robustlr.results.report.document import Document
+from robustlr.results.stats import group, interval
+
+
+def constrained_section(document: Document, summaries: list[dict], settings) -> None:
+    if settings is None or settings.rank_by is None:
+        return
+    usable = [r for r in summaries if r.get("status") not in ("failed", "diverged")]
+    bounds = [Bound("min", k, v) for k, v in settings.min.items()] + \
+             [Bound("max", k, v) for k, v in settings.max.items()]
+    metrics = list(dict.fromkeys([settings.rank_by, *(b.metric for b in bounds)]))
+    admitted, excluded = [], []
+    for key, runs in group(usable, GROUP_KEYS).items():
+        means = {name: interval([r.get(name) for r in runs]) for name in metrics}
+        broken = [_broken(bound, means[bound.metric]) for bound in bounds]
+        broken = [text for text in broken if text]
+        if not means[settings.rank_by].n:
+            broken.append(f"no {settings.rank_by}")
+        (excluded if broken else admitted).append((key, means, broken))
+    lower = settings.rank_by in LOWER_IS_BETTER
+    admitted.sort(key=lambda item: item[1][settings.rank_by].mean, reverse=not lower)
+    rule = " and ".join(bound.text for bound in bounds) or "no bound"
+    document.heading("Ranking under constraints")
+    document.text(f"Best {settings.rank_by} ({'lower' if lower else 'higher'} is better) "
+                  f"among the groups whose seed means satisfy {rule}: "
+                  f"{len(admitted)} of {len(admitted) + len(excluded)} groups qualify.")
+    header = ["rank", "group", "seeds", *metrics]
+    document.table(header, [[str(rank), label(key), str(means[settings.rank_by].n),
+                             *[means[m].text(digits=3) for m in metrics]]
+                            for rank, (key, means, _) in enumerate(admitted, 1)])
+    if excluded:
+        document.table(["excluded group", *metrics, "breaks"],
+                       [[label(key), *[means[m].text(digits=3) for m in metrics],
+                         "; ".join(broken)] for key, means, broken in excluded])
+
+
+def _broken(bound: Bound, value) -> str | None:
+    if bound.holds(value.mean if value.n else None):
+        return None
+    if not value.n:
+        return f"no {bound.metric}"
+    return f"{bound.metric} {value.mean:.3g} {'<' if bound.kind == 'min' else '>'} {bound.limit:g}"

@@ -1,0 +1,172 @@
+"""The results database of a run folder (SQLite), written by one writer: the parent process.
+
+Each epoch row is committed as it arrives, so a kill loses at most the epoch in flight. A
+trial that did not reach a final status is re-run from scratch on resume; its partial rows
+are replaced (the primary key is (trial, epoch)), never duplicated.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import math
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from robustlr.errors import RunFailure
+
+FINAL_STATUSES = ("ok", "diverged", "failed", "budget_exhausted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    trial TEXT PRIMARY KEY, position INTEGER NOT NULL, spec TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', summary TEXT, error TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS epochs (
+    trial TEXT NOT NULL REFERENCES trials(trial), epoch INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (trial, epoch));
+"""
+
+
+class StoreError(RunFailure):
+    """The database cannot be written (read-only folder, full disk, not a results file, or
+    another process is writing it)."""
+
+
+def _hint(error: sqlite3.Error, path: Path) -> str:
+    """SQLite says "unable to open database file" for a read-only folder; name the cause."""
+    text = str(error)
+    if not os.access(path.parent, os.W_OK):
+        return f"{text} ({path.parent} is read-only)"
+    if "full" in text or "I/O" in text:
+        return f"{text} (is the disk full?)"
+    return text
+
+
+def _json(value: Any) -> str:
+    # NaN is not JSON; store it as null so every reader agrees.
+    return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise self._error("open", error) from None
+        self._lock = None
+
+    def _error(self, verb: str, error: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot {verb} results database {self.path}: {_hint(error, self.path)}")
+
+    def claim_writer(self) -> None:
+        """Become the database's only writer until close(), or fail at once if another
+        process is one. SQLite would serialise two runners' writes safely, but both would
+        train and record the same trials. The lock is the kernel's: a killed writer frees it."""
+        path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(path, "a+")
+        except OSError as error:
+            raise StoreError(f"cannot write in {path.parent}: {error.strerror or error} "
+                             "(is the disk full or the folder read-only?)") from None
+        try:
+            # a POSIX record lock, not flock: forked pool workers do not inherit it, so a
+            # parent killed alone frees the folder at once
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            handle.close()
+            raise StoreError(f"{self.path.parent} is being written by another robustlr process "
+                             f"(pid {owner}); wait for it to end or use another folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def close(self) -> None:
+        self._db.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute(sql, tuple(params))
+        except sqlite3.Error as error:
+            raise self._error("write", error) from None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def register(self, position: int, trial: str, spec: dict[str, Any]) -> None:
+        self._write("INSERT OR IGNORE INTO trials (trial, position, spec) VALUES (?, ?, ?)",
+                    (trial, position, _json(spec)))
+
+    def status(self, trial: str) -> str | None:
+        row = self._db.execute("SELECT status FROM trials WHERE trial = ?", (trial,)).fetchone()
+        return row[0] if row else None
+
+    def start(self, trial: str) -> None:
+        """Mark a trial running and drop rows a killed attempt left behind."""
+        try:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("DELETE FROM epochs WHERE trial = ?", (trial,))
+                self._db.execute("UPDATE trials SET status = 'running', summary = NULL, "
+                                 "error = NULL, updated = ? WHERE trial = ?", (time.time(), trial))
+        except sqlite3.Error as error:
+            raise self._error("write", error) from None
+
+    def add_epoch(self, trial: str, epoch: int, record: dict[str, Any]) -> None:
+        self._write("INSERT OR REPLACE INTO epochs VALUES (?, ?, ?)", (trial, epoch, _json(record)))
+
+    def finish(self, trial: str, status: str, summary: dict[str, Any], error: str | None = None) -> None:
+        self._write("UPDATE trials SET status = ?, summary = ?, error = ?, updated = ? "
+                    "WHERE trial = ?", (status, _json(summary), error, time.time(), trial))
+
+    def summaries(self) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT summary FROM trials WHERE summary IS NOT NULL "
+                                "ORDER BY position").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def epochs(self, trial: str | None = None) -> list[dict[str, Any]]:
+        """Every epoch row in grid order, or only ``trial``'s."""
+        if trial is not None:
+            rows = self._db.execute("SELECT record FROM epochs WHERE trial = ? ORDER BY epoch",
+                                    (trial,)).fetchall()
+        else:
+            rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
+                                    "ORDER BY t.position, e.epoch").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
+        return dict(rows)

@@ -1,0 +1,194 @@
+"""A run folder: resolved config, results database, exports, report and log.
+
+Nothing is created until the config is valid; a folder this call created is removed again if
+setting it up fails, so a bad start never leaves a half-written run behind.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+
+from robustlr import config as config_module
+from robustlr.errors import InputError
+from robustlr.config import ConfigError, ExperimentConfig
+from robustlr.results.export import write_exports
+from robustlr.runs.progress import Progress
+from robustlr.results.report import build_report
+from robustlr.runs.grid_runner import run_grid
+from robustlr.runs.tracking import check_tracker, open_tracker
+from robustlr.training.trial import prepare_data
+from robustlr.data import DataError
+from robustlr.results.store import Store, StoreError
+
+log = logging.getLogger("robustlr")
+
+CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
+
+
+class RunError(InputError):
+    """A run that cannot start as asked; one line for the user."""
+
+
+def quick(config: ExperimentConfig) -> ExperimentConfig:
+    """Every trial of ``config``, with fewer epochs, less data and smaller evaluations."""
+    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 2)})
+    data = config.data.model_copy(update={"limit": min(config.data.limit or 400, 400)})
+    evaluation = config.evaluation.model_copy(update={
+        "subset": min(config.evaluation.subset, 100),
+        "final_subset": min(config.evaluation.final_subset or 100, 100), "sanity": False})
+    filtering = config.filtering.model_copy(update={"epochs": min(config.filtering.epochs, 2)})
+    return config.model_copy(update={"train": train, "data": data, "evaluation": evaluation,
+                                     "filtering": filtering, "name": config.name + "-quick"})
+
+
+def _default_dir(config: ExperimentConfig) -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.name}-{stamp}"
+
+
+def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentConfig:
+    saved_path = resume / CONFIG_FILE
+    if not saved_path.is_file() or not (resume / DATABASE).is_file():
+        raise RunError(f"--resume: {resume} is not a robustlr run folder "
+                       f"(no {CONFIG_FILE} and {DATABASE})")
+    saved = config_module.load(saved_path)
+    if config is not None and config_module.dump(config) != config_module.dump(saved):
+        raise RunError(f"--resume: the config differs from {saved_path}; resume without a "
+                       "config or with the same one")
+    return saved
+
+
+def _check_data(config: ExperimentConfig) -> None:
+    """Load the data once before any folder exists: a missing dataset is a one-line error,
+    not one failed trial per grid point. Forked workers inherit the cached result."""
+    try:
+        prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
+    except DataError as error:
+        raise RunError(f"data: {error}") from None
+
+
+OPTIONAL = {"ray": ("ray", "--backend ray"), "mlflow": ("mlflow", "--track mlflow")}
+
+
+def require_extra(extra: str) -> None:
+    """An optional extra that is not installed is a one-line error saying how to get it."""
+    module, flag = OPTIONAL[extra]
+    if importlib.util.find_spec(module) is None:
+        raise RunError(f"{flag} needs the optional package {module!r}: "
+                       f"pip install 'robustlr[{extra}]'")
+
+
+def start(config: ExperimentConfig | None, *, out: Path | None = None,
+          resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
+    """Validate the target folder, then create it; returns the config to run and its store."""
+    if resume is not None:
+        config = _open_resumed(resume, config)
+        store = Store(resume / DATABASE)
+        try:
+            store.claim_writer()
+        except StoreError:
+            store.close()
+            raise
+        return config, resume, store
+    assert config is not None
+    run_dir = out or _default_dir(config)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
+                       f"continue it with --resume {run_dir}")
+    _check_data(config)
+    created = not run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(config_module.dump(config))
+        store = Store(run_dir / DATABASE)
+        store.claim_writer()
+        store.set_meta("name", config.name)
+    except OSError as error:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise RunError(f"--out: cannot create the run folder {run_dir}: {error.strerror or error}") from None
+    except Exception:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return config, run_dir, store
+
+
+def execute(config: ExperimentConfig | None, *, out: Path | None = None,
+            resume: Path | None = None, workers: int = 1, save_models: bool = False,
+            show_progress: bool = True, backend: str = "local", address: str | None = None,
+            track: str | None = None, tracking_uri: str | None = None) -> Path:
+    """Run (or finish) a grid and write its exports and report; returns the run folder.
+
+    ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
+    (``mlflow``) that receives every trial finished by this call and the report.
+    """
+    if backend == "ray":
+        require_extra("ray")
+        if address is not None:
+            from robustlr.runs.ray_backend import check_address  # ray is an optional extra
+
+            check_address(address)
+    if track is not None:
+        require_extra(track)
+        check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
+    config, run_dir, store = start(config, out=out, resume=resume)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False  # ART configures the root logger; the run log is enough
+    progress = Progress(enabled=show_progress)
+    observers: tuple = ()
+    try:
+        if track is not None:
+            observers = (open_tracker(track, tracking_uri, run_dir, config),)
+        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resume else "started", backend)
+        run_grid(config, run_dir, store, workers=workers, save_models=save_models,
+                 progress=progress, backend=backend, address=address, observers=observers)
+        finish(run_dir, store, config.name, config.report)
+        for observer in observers:
+            observer.run_finished(run_dir)
+        log.info("run %s finished: %s", run_dir, store.counts())
+    finally:
+        for observer in observers:
+            observer.close()
+        progress.close()
+        store.close()
+        log.removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def finish(run_dir: Path, store: Store, title: str, ranking=None) -> None:
+    try:
+        summaries, rows = write_exports(store, run_dir)
+        build_report(run_dir, title, summaries, rows, ranking)
+    except OSError as error:  # the results are safe in the database; `robustlr report` redoes this
+        raise StoreError(f"cannot write the exports and report in {run_dir}: "
+                         f"{error.strerror or error} (is the disk full or the folder read-only?); "
+                         f"the results are in {DATABASE}: free space, then run "
+                         f"`robustlr report {run_dir}`") from None
+
+
+def rebuild_report(run_dir: Path, ranking=None) -> None:
+    """Rewrite the exports and report; ``ranking`` replaces the config's ``report`` settings."""
+    if not (run_dir / DATABASE).is_file():
+        raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
+    if ranking is None and (run_dir / CONFIG_FILE).is_file():
+        try:
+            ranking = config_module.load(run_dir / CONFIG_FILE).report
+        except ConfigError as error:
+            raise RunError(f"report: {run_dir / CONFIG_FILE}: {error}") from None
+    store = Store(run_dir / DATABASE)
+    try:
+        finish(run_dir, store, store.meta("name") or run_dir.name, ranking)
+    finally:
+        store.close()
+
+
+__all__ = ["execute", "start", "quick", "rebuild_report", "RunError", "ConfigError", "StoreError"]

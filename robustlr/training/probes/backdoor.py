@@ -1,0 +1,32 @@
+"""Backdoor probe: attack success rate (ASR) and robust accuracy on triggered inputs (RA)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from robustlr.attacks.poisoning.metrics import backdoor_metrics
+from robustlr.training.probes.base import Probe
+
+
+class BackdoorProbe(Probe):
+    """Attack success rate (ASR) and robust accuracy on triggered inputs (RA), per epoch."""
+
+    def __init__(self, poison, test, batch_size: int):
+        self.poison, self.test, self.batch_size = poison, test, batch_size
+        self.asr: list[float] = []
+
+    def epoch(self, model: nn.Module) -> dict[str, float]:
+        metrics = backdoor_metrics(model, *self.test, self.poison, batch_size=self.batch_size)
+        self.asr.append(metrics["asr"])
+        return metrics
+
+    def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
+        if not self.asr:
+            return {}
+        metrics = backdoor_metrics(model, *self.test, self.poison, batch_size=self.batch_size)
+        first = next((i + 1 for i, a in enumerate(self.asr) if a >= 0.5), None)
+        return {"asr": metrics["asr"], "ra": metrics["ra"], "asr_best": max(self.asr),
+                "backdoor_epoch": first}

@@ -1,0 +1,124 @@
+"""Robustness probes: per-epoch robust accuracy on fixed, seeded subsets, robust-overfitting and
+catastrophic-overfitting detection, and the final attack cascade on the final and the
+best-robust model (AutoAttack-style: each attack runs only on the points still correct)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustlr.attacks import FGSM, cascade, sanity
+from robustlr.attacks.corruptions import corruption_accuracy
+from robustlr.catalog import ATTACKS
+from robustlr.spec import parse
+from robustlr.training.probes.base import Probe
+
+# Catastrophic overfitting (Wong, Rice & Kolter 2020): PGD accuracy falls below this share of
+# its best so far (which must have been meaningful) while FGSM accuracy stays this far above.
+_COLLAPSE_SHARE, _MEANINGFUL, _FGSM_MARGIN = 0.5, 0.1, 0.3
+
+
+def fixed_subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int):
+    """The same subset for every trial and epoch, so trajectories compare like for like."""
+    if size >= len(y):
+        return x, y
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:size]
+    return x[order], y[order]
+
+
+def catastrophic_overfitting(robust: list[float], fgsm: list[float]) -> bool:
+    best = 0.0
+    for pgd_acc, fgsm_acc in zip(robust, fgsm):
+        if best >= _MEANINGFUL and pgd_acc < _COLLAPSE_SHARE * best and fgsm_acc - pgd_acc > _FGSM_MARGIN:
+            return True
+        best = max(best, pgd_acc)
+    return False
+
+
+class CorruptionProbe(Probe):
+    """Accuracy under common corruptions at three severities, at the end of training."""
+
+    def __init__(self, *, test, seed: int, batch_size: int):
+        self.test, self.seed, self.batch_size = test, seed, batch_size
+
+    def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
+        generator = torch.Generator(device=next(model.parameters()).device).manual_seed(self.seed)
+        results = corruption_accuracy(model, *self.test, generator=generator,
+                                      batch_size=self.batch_size)
+        return {"corruption_acc": results.pop("mean"), "corruption": results}
+
+
+class RobustnessProbe(Probe):
+    def __init__(self, *, attack: str, final: list[str], test, val, subset: int, seed: int,
+                 sanity_checks: bool, batch_size: int, select_robust: bool = False,
+                 final_subset: int | None = None):
+        self.attack_spec, self.attack = str(parse(attack)), ATTACKS.build(attack)
+        eps = getattr(self.attack, "eps", 0.0)
+        self.fgsm = FGSM(eps=eps)
+        self.final_specs = [str(parse(s)) for s in final]
+        self.test, self.val = test, val
+        self.test_subset = fixed_subset(*test, subset, seed)
+        # validation robust accuracy costs as much again; it is measured only to select on it
+        self.val_subset = fixed_subset(*val, subset, seed + 1) if select_robust else None
+        self.final_test = fixed_subset(*test, final_subset, seed) if final_subset else test
+        self.sanity_checks = sanity_checks
+        self.batch_size, self.seed = batch_size, seed
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_val, self.best_index = -1.0, 0
+
+    def _robust(self, model: nn.Module, x, y, attack) -> float:
+        if len(y) == 0:
+            return float("nan")
+        return cascade(model, x, y, [("attack", attack)], batch_size=self.batch_size).robust_acc
+
+    def epoch(self, model: nn.Module) -> dict[str, float]:
+        row = {"robust_acc": self._robust(model, *self.test_subset, self.attack),
+               "fgsm_acc": self._robust(model, *self.test_subset, self.fgsm)}
+        selection = row["robust_acc"]  # without validation selection: test subset (optimistic)
+        if self.val_subset is not None and len(self.val_subset[1]):
+            row["val_robust_acc"] = selection = self._robust(model, *self.val_subset, self.attack)
+        if selection > self.best_val:  # keep the best-robust weights for the final cascade
+            self.best_val, self.best_index = selection, len(self.history)
+            self.best_state = copy.deepcopy(model.state_dict())
+        self.history.append(row)
+        return row
+
+    def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
+        robust = [r["robust_acc"] for r in self.history]
+        if not robust:
+            return {}
+        best_index = self.best_index
+        summary: dict[str, Any] = {
+            "attack": self.attack_spec, "robust_acc": robust[-1],
+            "robust_acc_best": self.history[best_index]["robust_acc"],
+            "best_robust_epoch": best_index + 1,
+            "robust_gap": self.history[best_index]["robust_acc"] - robust[-1],
+            "robust_acc_max": max(robust),
+            "catastrophic_overfitting": catastrophic_overfitting(
+                robust, [r["fgsm_acc"] for r in self.history]),
+        }
+        if self.final_specs:
+            summary.update(self._final_cascades(model))
+        if self.sanity_checks:
+            eps = getattr(self.attack, "eps", 0.0)
+            summary["warnings"] = sanity.run_checks(model, *self.test_subset, eps=eps,
+                                                    seed=self.seed) if eps > 0 else []
+        return summary
+
+    def _final_cascades(self, model: nn.Module) -> dict[str, Any]:
+        attacks = [(spec, ATTACKS.build(spec)) for spec in self.final_specs]
+        final = cascade(model, *self.final_test, attacks, batch_size=self.batch_size)
+        best_model = copy.deepcopy(model)
+        best_model.load_state_dict(self.best_state)
+        best = cascade(best_model, *self.final_test, attacks, batch_size=self.batch_size)
+        return {"final_attacks": self.final_specs,
+                "cascade": {spec: acc for spec, acc in final.steps},
+                "cascade_robust_acc": final.robust_acc,
+                "cascade_best": {spec: acc for spec, acc in best.steps},
+                "cascade_best_robust_acc": best.robust_acc,
+                "robust_per_class_acc": final.robust_per_class}

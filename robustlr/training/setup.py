@@ -1,0 +1,104 @@
+"""Everything a trial or an LR range test needs before its first step, built one way: the
+device, seeded generators, the model, the batches, the optimizer and the regime's wrapping;
+and the one step both of them take (so lr-find measures the trainer's own step)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from robustlr import models, optimizers
+from robustlr.config import ExperimentConfig
+from robustlr.data import DataBundle
+from robustlr.distributed import ShardedBatches, World, check_batches, rank_device
+from robustlr.errors import InputError
+from robustlr.regimes import REGIMES, Regime, TrainingSetup
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"train.device is {name!r} but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors (a DataLoader costs more than the step for
+    the small models robustlr audits). The order is a permutation drawn from ``generator``
+    each epoch, so a seed fixes every batch."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
+                 generator: torch.Generator, device: torch.device):
+        self.x, self.y = x.to(device), y.to(device)
+        self.batch_size, self.generator = batch_size, generator
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.y) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.generator).to(self.x.device)
+        for index in order.split(self.batch_size):
+            yield self.x[index], self.y[index]
+
+
+@dataclass
+class Prepared:
+    setup: TrainingSetup  # as the regime wrapped it (DP replaces model, optimizer, loader)
+    regime: Regime
+
+
+def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, seed: int,
+            lr: float, total_steps: Callable[[int], int], world: World | None = None,
+            warmup: float | None = None) -> Prepared:
+    """Build a trial's model, batches, optimizer and regime. ``total_steps(batches_per_epoch)``
+    plans the run's optimizer steps; ``warmup`` (a fraction of them) is passed to a
+    schedule-free optimizer, which warms up inside itself."""
+    world = world or World()
+    device = rank_device(config.train.device, world) if world.distributed else \
+        resolve_device(config.train.device)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    regime: Regime = REGIMES.build(regime_spec)
+    model = models.build(config.model, input_shape=data.input_shape,
+                         num_classes=data.num_classes, mean=data.mean, std=data.std).to(device)
+    x_train, y_train = data.train
+    if world.distributed:
+        check_batches(len(y_train), config.train.batch_size, world)
+        loader = ShardedBatches(x_train, y_train, batch_size=config.train.batch_size,
+                                generator=generator, device=device, world=world)
+    else:
+        loader = TensorBatches(x_train, y_train, batch_size=config.train.batch_size,
+                               generator=generator, device=device)
+    steps = total_steps(len(loader))
+    optimizer = optimizers.build(config.train, model.parameters(), lr=lr,
+                                 schedule_free_warmup_steps=None if warmup is None
+                                 else round(warmup * steps))
+    setup = regime.prepare(TrainingSetup(
+        model=model, optimizer=optimizer, loader=loader, total_steps=steps,
+        epochs=math.ceil(steps / len(loader)), dataset_size=len(y_train),
+        batch_size=config.train.batch_size, device=device, generator=generator,
+        train_data=(x_train, y_train), world=world))
+    return Prepared(setup, regime)
+
+
+def begin_step(setup: TrainingSetup, regime: Regime, *, lr: float, progress: float) -> str | None:
+    """Set the LR for the next optimizer step and let the regime look ahead; returns why
+    training must stop before this step (e.g. it would break a DP budget), else None."""
+    optimizers.set_lr(setup.optimizer, lr)
+    regime.before_step(progress=progress)
+    return regime.stop_reason()
+
+
+def backward(setup: TrainingSetup, regime: Regime, x: torch.Tensor, y: torch.Tensor, *,
+             progress: float) -> dict[str, torch.Tensor]:
+    """The regime's losses for one batch, back-propagated; ``loss`` comes back detached
+    (Opacus' ghost-clipping loss is no tensor but detaches to one). The caller then calls
+    ``regime.step(optimizer)``, which says whether an optimizer step was taken."""
+    out = regime.losses(setup.model, x, y, progress=progress)
+    setup.optimizer.zero_grad(set_to_none=True)
+    out["loss"].backward()
+    return {**out, "loss": out["loss"].detach()}

@@ -1,0 +1,65 @@
+"""ONE assembly of a trial, for every backend (local pool, Ray, ``train --nproc``): data ->
+poison stage -> probes -> train -> record. A new stage, field or failure rule is written here
+once."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from robustlr.config import ExperimentConfig
+from robustlr.data import DataBundle, DataConfig, prepare
+from robustlr.distributed import World
+from robustlr.grid import Trial
+from robustlr.spec import is_none
+from robustlr.training import poison_stage
+from robustlr.training.loop import EpochCallback, train_trial
+from robustlr.training.probes import build_probes
+
+
+@functools.lru_cache(maxsize=4)
+def prepare_data(data_config: DataConfig, seed: int) -> DataBundle:
+    """The trial's clean data, cached per process (forked workers inherit it)."""
+    return prepare(data_config, seed=seed)
+
+
+def _poison_stage(config: ExperimentConfig, trial: Trial, world: World) -> poison_stage.PoisonStage:
+    """Poisoned/filtered data prepared once (rank 0) and sent to every rank; clean data is
+    deterministic and loaded by each rank itself."""
+    clean = is_none(trial.poison) and is_none(trial.filter)
+    stage = None
+    if clean or world.leader:
+        stage = poison_stage.prepare(config, trial, prepare_data(config.data, trial.seed))
+    if clean or not world.distributed:
+        assert stage is not None
+        return stage
+    shared = [stage.bundle if stage is not None else None]
+    dist.broadcast_object_list(shared, src=0)
+    return stage if stage is not None else poison_stage.PoisonStage(shared[0], None, {})
+
+
+def run_trial(config: ExperimentConfig, trial: Trial, *, on_epoch: EpochCallback,
+              trial_dir: Path | None = None, save_model: bool = False,
+              world: World | None = None) -> dict[str, Any]:
+    """Train one trial and return its summary record (``wall_seconds`` covers all of it).
+    Under several processes every rank calls this; rank 0 alone probes and writes files."""
+    started = time.perf_counter()
+    world = world or World()
+    stage = _poison_stage(config, trial, world)
+    summary = train_trial(
+        config, trial, stage.bundle, on_epoch=on_epoch, world=world,
+        trial_dir=trial_dir if world.leader else None, save_model=save_model and world.leader,
+        probes=build_probes(config, trial, stage.bundle, stage.poison) if world.leader else [])
+    summary.update(stage.summary)
+    summary["wall_seconds"] = time.perf_counter() - started
+    return summary
+
+
+def failed_record(trial: Trial, message: str, **extra: Any) -> dict[str, Any]:
+    """The summary of a trial that raised: what defines it, the status and the one-line
+    error."""
+    return {**trial.describe(), "status": "failed", "error": message, **extra}
