@@ -9,6 +9,7 @@ caller controls train/eval mode); the classes are the public form, built by name
 from __future__ import annotations
 
 from .art_adapters import APGDCE, APGDDLR, AutoAttackART, CarliniWagnerL2, DeepFool, Square
+from .autoattack import AutoAttack, expand_stages
 from .cascade import CascadeResult, cascade
 from .fgsm import FGSM, fgsm
 from .pgd import PGD, pgd
@@ -18,10 +19,11 @@ EVASION_ATTACKS: dict[str, type] = {
     "fgsm": FGSM,
     "apgd_ce": APGDCE,
     "autoattack_art": AutoAttackART,
+    "autoattack": AutoAttack,
     "cw_l2": CarliniWagnerL2,
     "square": Square,
     "deepfool": DeepFool,
 }
 
-__all__ = ["APGDCE", "APGDDLR", "AutoAttackART", "CarliniWagnerL2", "CascadeResult", "DeepFool",
-           "EVASION_ATTACKS", "FGSM", "PGD", "Square", "cascade", "fgsm", "pgd"]
+__all__ = ["APGDCE", "APGDDLR", "AutoAttack", "AutoAttackART", "CarliniWagnerL2", "CascadeResult", "DeepFool",
+           "EVASION_ATTACKS", "FGSM", "PGD", "Square", "cascade", "expand_stages", "fgsm", "pgd"]

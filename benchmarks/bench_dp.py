@@ -1,17 +1,25 @@
-"""DP-SGD step cost per Opacus grad_sample_mode, relative to a plain SGD step.
+"""DP-SGD step cost per grad_sample_mode on robustlr's own models, relative to a plain step.
 
-Time: every mode steps the same model architecture on the same batch of 128 in one process,
-one torch thread, in rotating order; the median over rounds is reported as a ratio to the
-plain step. Memory: each mode runs in a fresh child process that reads its own ``VmHWM``
-(``ru_maxrss`` would inherit the parent's peak, FINDINGS); "extra" is the peak above an idle
-child that imported everything and built the model and batch but took no step.
+The models are those the DP regime trains: ``robustlr.models.build`` then ``fix_model``
+(BatchNorm becomes GroupNorm): the cnn on digits (1x8x8) and on 3x32x32, ResNet-18 at 32x32
+and PreAct ResNet-18 when the registry has it. Each DP mode is compared with the plain
+(non-private) step of the same model on the same batch.
 
-    .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--steps N] [--models digits,cifar]
+Time: every mode steps its own copy of the model in one process, one torch thread, in
+rotating order; the median over rounds is reported as a ratio to the plain step (absolute
+seconds mean little on a shared machine). Memory: each mode runs in a fresh child process
+that reads its own ``VmHWM`` (``ru_maxrss`` would inherit the parent's peak, FINDINGS);
+"extra" is the peak above an idle child that built the model and batch but took no step,
+and "x extra" divides it by the plain step's extra.
+
+    .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--models digits_cnn,cifar_cnn]
+        [--modes plain,hooks,ghost,ghost_mixed,ghost_bk]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import subprocess
@@ -27,30 +35,34 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from robustlr import models  # noqa: E402
 from robustlr.privacy import engine  # noqa: E402
+from robustlr.privacy.modules import fix_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
-BATCH = 128
-MODES = ("plain",) + engine.GRAD_SAMPLE_MODES
+# name: (model spec, input shape, batch, steps per timing, target DP/plain time)
+MODELS = {
+    "digits_cnn": ("cnn", (1, 8, 8), 128, 8, 1.6),
+    "cifar_cnn": ("cnn", (3, 32, 32), 128, 1, 2.0),
+    "resnet18": ("resnet18", (3, 32, 32), 8, 1, 3.0),
+    "preact_resnet18": ("preact_resnet18", (3, 32, 32), 8, 1, 3.0),
+}
+MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
+SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (FINDINGS): minutes per round on CPU
+MEMORY_TARGET = 1.5
 
 
-def small_cnn(channels: int, side: int) -> nn.Module:
-    return nn.Sequential(
-        nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * (side // 2) ** 2, 64), nn.ReLU(), nn.Linear(64, 10))
-
-
-MODELS = {"digits": (1, 8), "cifar": (3, 32)}
-DEFAULT_STEPS = {"digits": 8, "cifar": 1}
-
-
-def make_step(model_name: str, mode: str):
-    """A zero-argument function doing one training step of ``mode`` on a fixed batch."""
+def build(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    spec, shape, batch = MODELS[name][:3]
     torch.manual_seed(0)
-    channels, side = MODELS[model_name]
-    model = small_cnn(channels, side)
-    x, y = torch.rand(BATCH, channels, side, side), torch.randint(0, 10, (BATCH,))
+    model = models.build(spec, input_shape=shape, num_classes=10, mean=[0.5] * shape[0],
+                         std=[0.25] * shape[0])
+    model, _ = fix_model(model)  # what the DP regime trains (BatchNorm -> GroupNorm)
+    return model, torch.rand(batch, *shape), torch.randint(0, 10, (batch,))
+
+
+def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str):
+    """A zero-argument function doing one training step of ``mode`` on the fixed batch."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     if mode == "plain":
         def step():
@@ -60,7 +72,7 @@ def make_step(model_name: str, mode: str):
         return step
     private = engine.make_private(
         module=model, optimizer=optimizer, noise_multiplier=1.0, max_grad_norm=1.0,
-        data_loader=DataLoader(TensorDataset(x, y), batch_size=BATCH),
+        data_loader=DataLoader(TensorDataset(x, y), batch_size=len(y)),
         poisson_sampling=False, grad_sample_mode=mode)
 
     def dp_step():
@@ -70,30 +82,30 @@ def make_step(model_name: str, mode: str):
     return dp_step
 
 
-def child(model_name: str, mode: str, steps: int) -> None:
-    """Run in a fresh process: report the peak resident set (kB) after the steps."""
+def child(name: str, mode: str, steps: int) -> None:
+    """Run in a fresh process: print the peak resident set (kB) after the steps."""
     torch.set_num_threads(1)
-    step = make_step(model_name, mode if mode != "idle" else "plain")
-    for _ in range(steps if mode != "idle" else 0):
+    model, x, y = build(name)
+    step = make_step(model, x, y, "plain" if mode == "idle" else mode)
+    for _ in range(0 if mode == "idle" else steps):
         step()
     with open("/proc/self/status") as status:
         print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM")))
 
 
-def peak_kb(model_name: str, mode: str, steps: int) -> int:
-    out = subprocess.run([sys.executable, __file__, "--child", model_name, mode, str(steps)],
+def peak_kb(name: str, mode: str, steps: int) -> int:
+    out = subprocess.run([sys.executable, __file__, "--child", name, mode, str(steps)],
                          capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
 
-def time_modes(model_name: str, modes, rounds: int, steps: int) -> dict[str, float]:
+def time_modes(name: str, modes, rounds: int) -> dict[str, float]:
+    base, x, y = build(name)
+    steps = MODELS[name][3]
     fns, times = {}, {m: [] for m in modes}
     for mode in modes:
-        try:
-            fns[mode] = make_step(model_name, mode)
-            fns[mode]()  # warm-up (and check the mode works for this model)
-        except Exception as err:  # a mode Opacus cannot apply to this model
-            print(f"  {mode}: unavailable ({type(err).__name__}: {str(err)[:80]})")
+        fns[mode] = make_step(copy.deepcopy(base), x, y, mode)
+        fns[mode]()  # warm-up
     order = list(fns)
     for r in range(rounds):
         for mode in order[r % len(order):] + order[:r % len(order)]:  # rotate the order
@@ -101,36 +113,44 @@ def time_modes(model_name: str, modes, rounds: int, steps: int) -> dict[str, flo
             for _ in range(steps):
                 fns[mode]()
             times[mode].append((time.perf_counter() - start) / steps)
-    return {m: statistics.median(t) for m, t in times.items() if t}
+    return {m: statistics.median(t) for m, t in times.items()}
+
+
+def report(name: str, modes, rounds: int) -> None:
+    spec, shape, batch, _, target = MODELS[name]
+    print(f"\n{name}: {spec} {shape}, batch {batch} (targets <= {target}x time, "
+          f"<= {MEMORY_TARGET}x extra memory)")
+    medians = time_modes(name, modes, rounds)
+    idle = peak_kb(name, "idle", 0)
+    plain_extra = max(peak_kb(name, "plain", 2) - idle, 1)
+    print(f"  {'mode':12s} {'ms/step':>9s} {'x time':>7s} {'extra MB':>9s} {'x extra':>8s}")
+    for mode, seconds in medians.items():
+        extra = plain_extra if mode == "plain" else max(peak_kb(name, mode, 2) - idle, 1)
+        print(f"  {mode:12s} {seconds * 1e3:9.1f} {seconds / medians['plain']:7.2f} "
+              f"{extra / 1024:9.1f} {extra / plain_extra:8.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per timing (default: 8 digits, 1 cifar; ~2 min in all)")
-    parser.add_argument("--models", default="digits,cifar")
+    parser.add_argument("--models", default="digits_cnn,cifar_cnn,resnet18,preact_resnet18")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"plain is always measured; {SLOW_ON_RESNETS} skipped on ResNets "
+                             "unless --resnet-hooks")
+    parser.add_argument("--resnet-hooks", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("MODEL", "MODE", "STEPS"))
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1], int(args.child[2]))
     torch.set_num_threads(1)
-    print(f"torch {torch.__version__}, batch {BATCH}, 1 thread, default mode "
-          f"'{engine.DEFAULT_MODE}'; targets: <= 2.5x time, <= 1.5x memory")
-    for model_name in args.models.split(","):
-        print(f"\nmodel {model_name} {MODELS[model_name]}:")
-        steps = args.steps or DEFAULT_STEPS[model_name]
-        medians = time_modes(model_name, MODES, args.rounds, steps)
-        idle = peak_kb(model_name, "idle", 0)
-        plain_extra = None
-        print(f"  {'mode':10s} {'ms/step':>8s} {'x time':>7s} {'peak MB':>8s} "
-              f"{'extra MB':>9s} {'x extra':>8s}")
-        for mode, seconds in medians.items():
-            peak = peak_kb(model_name, mode, 2)
-            extra = max(peak - idle, 1)
-            plain_extra = plain_extra or extra
-            print(f"  {mode:10s} {seconds * 1e3:8.2f} {seconds / medians['plain']:7.2f} "
-                  f"{peak / 1024:8.1f} {extra / 1024:9.1f} {extra / plain_extra:8.2f}")
+    print(f"torch {torch.__version__}, 1 thread, default mode '{engine.DEFAULT_MODE}'")
+    modes = ["plain"] + [m for m in args.modes.split(",") if m != "plain"]
+    for name in args.models.split(","):
+        if MODELS[name][0] not in models.MODELS:
+            print(f"\n{name}: skipped, robustlr.models.MODELS has no {MODELS[name][0]!r}")
+            continue
+        resnet = "resnet" in name and not args.resnet_hooks
+        report(name, [m for m in modes if not (resnet and m in SLOW_ON_RESNETS)], args.rounds)
 
 
 if __name__ == "__main__":

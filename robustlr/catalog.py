@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from robustlr.attacks import EVASION_ATTACKS
 from robustlr.attacks.filters import FILTERS as FILTER_CLASSES
 from robustlr.attacks.poisoning import POISONS as POISON_CLASSES
+from robustlr.averaging import AVERAGING
+from robustlr.data.augment import AUGMENTS
 from robustlr.models import MODELS
 from robustlr.regimes import REGIMES
 from robustlr.schedules import SCHEDULES
@@ -33,7 +35,7 @@ ATTACKS = _wrap("attack", EVASION_ATTACKS)
 POISONS = _wrap("poison", POISON_CLASSES)
 FILTERS = _wrap("filter", FILTER_CLASSES)
 REGISTRIES = {"schedule": SCHEDULES, "regime": REGIMES, "model": MODELS, "attack": ATTACKS,
-              "poison": POISONS, "filter": FILTERS}
+              "poison": POISONS, "filter": FILTERS, "averaging": AVERAGING, "augment": AUGMENTS}
 
 
 def check_specs(config: ExperimentConfig) -> list[tuple[str, str]]:
@@ -50,9 +52,10 @@ def check_specs(config: ExperimentConfig) -> list[tuple[str, str]]:
     for number, dimensions in enumerate(config.dimension_sets()):
         prefix = f"grids[{number}]." if config.grids else ""
         for field, registry in (("schedules", SCHEDULES), ("regimes", REGIMES),
-                                ("poisoning", POISONS), ("filter", FILTERS)):
+                                ("poisoning", POISONS), ("filter", FILTERS),
+                                ("averaging", AVERAGING)):
             for index, value in enumerate(dimensions[field]):
-                if field in ("poisoning", "filter") and is_none(value):
+                if field in ("poisoning", "filter", "averaging") and is_none(value):
                     continue
                 attempt(f"{prefix}{field}[{index}]", registry.build, value)
     evaluation = config.evaluation
@@ -62,4 +65,6 @@ def check_specs(config: ExperimentConfig) -> list[tuple[str, str]]:
         attempt(f"evaluation.final[{index}]", ATTACKS.build, spec)
     attempt("model", lambda spec: MODELS.check(spec, ("input_shape", "num_classes", "mean", "std")),
             config.model)
+    for index, spec in enumerate(config.data.augment):  # the input shape is checked with the data
+        attempt(f"data.augment[{index}]", AUGMENTS.build, spec)
     return problems

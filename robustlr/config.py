@@ -7,13 +7,15 @@ folder exists.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from robustlr import safe_yaml
 from robustlr.data import DataConfig
 from robustlr.errors import InputError
 
@@ -25,7 +27,12 @@ class ConfigError(InputError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # .inf and .nan are valid YAML floats; no field of a config means anything with them
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# every consumer of a seed (numpy, torch, scikit-learn's splits) takes [0, 2**32 - 1]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class TrainConfig(_Strict):
@@ -39,13 +46,39 @@ class TrainConfig(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
     device: str = "auto"
     checkpoints: Literal["none", "best", "last", "both"] = "none"
+    # the user's recipe (see robustlr.training.recipe); batch_size is the micro-batch
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    grad_clip: float | None = Field(None, gt=0)  # max total gradient norm per optimizer step
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    accumulate: int = Field(1, ge=1)  # micro-batches per optimizer step
+    checkpoint_every: int | None = Field(None, ge=1)  # epochs between resume checkpoints
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+        if value not in ("auto", "cpu", "cuda") and not re.fullmatch(r"cuda:[0-9]{1,3}", value):
             raise ValueError(f"must be auto, cpu, cuda or cuda:N, got {value!r}")
         return value
+
+
+class CertifyConfig(_Strict):
+    """Randomized-smoothing certification (Cohen et al. 2019) at the end of each trial."""
+
+    sigma: float = Field(0.25, gt=0)  # the Gaussian noise; train with gaussian(sigma=...) alike
+    n0: int = Field(100, ge=1)  # noisy samples that pick the class
+    n: int = Field(10000, ge=2)  # noisy samples that bound its probability
+    alpha: float = Field(0.001, gt=0, lt=1)  # failure probability per example
+    subset: int = Field(500, ge=1)  # test examples certified (a fixed, seeded subset)
+    batch_size: int = Field(1000, ge=1)  # noisy copies per forward pass
+
+    @model_validator(mode="after")
+    def _n0_below_n(self) -> CertifyConfig:
+        if self.n0 >= self.n:
+            raise ValueError(f"evaluation.certify.n0 must be smaller than evaluation.certify.n, "
+                             f"got n0={self.n0}, n={self.n}")
+        return self
 
 
 class EvaluationConfig(_Strict):
@@ -58,6 +91,7 @@ class EvaluationConfig(_Strict):
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
     membership: bool = False  # membership-inference audit of the final model
+    certify: CertifyConfig | None = None  # certified L2 accuracy by randomized smoothing
 
     @model_validator(mode="after")
     def _needs_attack(self) -> EvaluationConfig:
@@ -84,9 +118,10 @@ class GridConfig(_Strict):
     schedules: list[SpecValue] | None = Field(None, min_length=1)
     regimes: list[SpecValue] | None = Field(None, min_length=1)
     lr_scales: list[float] | None = Field(None, min_length=1)
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[Seed] | None = Field(None, min_length=1)
     poisoning: list[SpecValue] | None = Field(None, min_length=1)
     filter: list[SpecValue] | None = Field(None, min_length=1)
+    averaging: list[SpecValue] | None = Field(None, min_length=1)
 
     @field_validator("lr_scales")
     @classmethod
@@ -94,16 +129,19 @@ class GridConfig(_Strict):
         return _positive_scales(values)
 
 
-DIMENSIONS = ("schedules", "regimes", "lr_scales", "seeds", "poisoning", "filter")
+DIMENSIONS = ("schedules", "regimes", "lr_scales", "seeds", "poisoning", "filter", "averaging")
 
 
 class ReportConfig(_Strict):
     """A ranking under constraints in the report: the best groups by ``rank_by`` among those
-    whose seed means meet every bound (e.g. robust_acc subject to epsilon <= 3, asr <= 0.1)."""
+    whose seed means meet every bound (e.g. robust_acc subject to epsilon <= 3, asr <= 10),
+    bounds in the report's units (percent for shares). ``select_lr: validation`` reports each
+    schedule at the LR scale with the best validation accuracy (per regime and poisoning arm)."""
 
     rank_by: str | None = None
     min: dict[str, float] = Field(default_factory=dict)
     max: dict[str, float] = Field(default_factory=dict)
+    select_lr: Literal["none", "validation"] = "none"
 
     @field_validator("rank_by")
     @classmethod
@@ -115,7 +153,11 @@ class ReportConfig(_Strict):
     @field_validator("min", "max")
     @classmethod
     def _known_metrics(cls, bounds: dict[str, float]) -> dict[str, float]:
+        from robustlr.records import from_report_units
+
         _check_metrics(list(bounds))
+        for name, limit in bounds.items():
+            from_report_units(name, str(limit))  # a share written as a fraction is refused
         return bounds
 
 
@@ -128,17 +170,20 @@ def _check_metrics(names: list[str]) -> None:
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$")
+    # the run folder is NAME-YYYYmmdd-HHMMSS: keep it well inside a file name's 255 bytes
+    name: str = Field("robustlr", pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
     data: DataConfig = DataConfig(name="digits")
     model: SpecValue = "cnn"
     train: TrainConfig = TrainConfig()
     schedules: list[SpecValue] = Field(..., min_length=1)
     regimes: list[SpecValue] = Field(default_factory=lambda: ["standard"], min_length=1)
     lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvaluationConfig = EvaluationConfig()
     poisoning: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
     filter: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
+    # weight averaging evaluated beside the raw weights: none, "ema(decay=0.999)", "swa(start=0.75)"
+    averaging: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
     filtering: FilteringConfig = FilteringConfig()
     # Several sub-grids in one run (e.g. all schedules for standard training, a few for
     # adversarial training); without it the top-level dimensions form the one grid.
@@ -156,6 +201,40 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _positive(cls, values: list[float]) -> list[float]:
         return _positive_scales(values)
+
+    @model_validator(mode="after")
+    def _recipe_fits_regimes(self) -> ExperimentConfig:
+        _check_recipe(self)
+        return self
+
+
+# What the DP regime cannot combine with: it owns physical/logical batches, clipping and the
+# loss (Opacus' criterion), and its state is not checkpointed yet.
+_DP_REFUSED = {
+    "accumulate": "dp has its own logical batches: use dp(physical_batch_size=...)",
+    "grad_clip": "dp clips per sample: use dp(max_grad_norm=...)",
+    "label_smoothing": "dp's loss is Opacus' criterion",
+    "precision": "fp16 loss scaling would scale per-sample gradients before dp clips them",
+    "compile": "Opacus' per-sample hooks do not go through torch.compile",
+    "checkpoint_every": "the dp regime's accountant state is not checkpointed yet",
+}
+
+
+def _check_recipe(config: ExperimentConfig) -> None:
+    from robustlr.spec import SpecError, parse
+
+    train = config.train
+    used = {"accumulate": train.accumulate > 1, "grad_clip": train.grad_clip is not None,
+            "label_smoothing": train.label_smoothing > 0, "precision": train.precision == "fp16",
+            "compile": train.compile, "checkpoint_every": train.checkpoint_every is not None}
+    regimes = [regime for d in config.dimension_sets() for regime in d["regimes"]]
+    try:
+        private = any(parse(regime).name == "dp" for regime in regimes)
+    except SpecError:
+        return  # check_specs names the bad regime spec
+    for field, reason in _DP_REFUSED.items():
+        if private and used[field]:
+            raise ValueError(f"train.{field} cannot be used with the dp regime ({reason})")
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
@@ -198,11 +277,9 @@ def load(path: str | Path) -> ExperimentConfig:
     if not path.is_file():
         raise ConfigError(f"config: no such file {str(path)!r}")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"config: {path} is not valid YAML{where}") from None
+        raw = safe_yaml.load_file(path)  # bounded: an alias bomb or binary file is one line
+    except safe_yaml.YamlInputError as error:
+        raise ConfigError(f"config: {error}") from None
     return from_mapping(raw)
 
 

@@ -85,6 +85,19 @@ def check_device(name: str, nproc: int) -> None:
                           f"{torch.cuda.device_count()} are visible; use fewer or device cpu")
 
 
+def resolve_device(name: str, world: World | None = None) -> torch.device:
+    """The one reading of a device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``) for a
+    process, alone or a rank of several; CUDA asked for where there is none is a
+    :class:`DeviceError`."""
+    if world is not None and world.distributed:
+        return rank_device(name, world)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"{name!r} but CUDA is not available; use auto or cpu")
+    return torch.device(name)
+
+
 def rank_device(name: str, world: World) -> torch.device:
     """``auto``/``cuda`` mean this rank's GPU (LOCAL_RANK); ``cpu`` stays the CPU."""
     if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):

@@ -1,5 +1,5 @@
-"""Expand a config into independent trials: schedule x regime x poison x filter x LR scale x
-seed.
+"""Expand a config into independent trials: schedule x regime x poison x filter x averaging x
+LR scale x seed.
 
 A trial's id is a hash of what defines it, so the same config resumes onto the same ids
 whatever order the grid is listed in.
@@ -25,10 +25,17 @@ class Trial:
     seed: int
     poison: str = "none"
     filter: str = "none"
+    averaging: str = "none"
+    data_hash: str = ""  # the data config and split (data_key); "" for a trial built by hand
 
     @property
     def id(self) -> str:
-        canonical = {key: _canonical(value) for key, value in asdict(self).items()}
+        canonical = {key: value if key == "data_hash" else _canonical(value)
+                     for key, value in asdict(self).items()}
+        if canonical["averaging"] == "none":  # ids of runs from before averaging stay the same
+            del canonical["averaging"]
+        if not canonical["data_hash"]:
+            del canonical["data_hash"]
         digest = hashlib.sha1(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
         return f"{parse(self.schedule).name}-{digest[:10]}"
 
@@ -48,14 +55,45 @@ def spec_text(value: str | dict[str, Any] | None) -> str:
     return value if isinstance(value, str) else str(parse(value))
 
 
+def data_key(config: ExperimentConfig) -> str:
+    """A hash of what decides a trial's data (dataset, fractions, split seed, limit, ...), so
+    the same schedule on another split is another trial; where the files live is not part
+    of it."""
+    raw = config.data.model_dump(mode="json")
+    for location in ("root", "download"):
+        raw.pop(location, None)
+    return hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def split_hash(bundle) -> str:
+    """A fingerprint of a prepared split's held-out examples (test inputs and labels,
+    validation labels): equal hashes mean the same test examples. The training set is left
+    out: a poisoned trial changes it."""
+    digest = hashlib.sha1()
+    for tensor in (*bundle.test, *bundle.val):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def data_record(data_config, bundle, *, seed: int) -> dict[str, Any]:
+    """What a checkpoint records about its data: the config, the trial seed and the split's
+    fingerprint."""
+    raw = data_config.model_dump(mode="json")
+    if raw.get("name") != "synthetic":
+        raw.pop("synthetic", None)  # only valid beside name 'synthetic'
+    return {"config": raw, "seed": int(seed), "split_hash": split_hash(bundle)}
+
+
 def expand(config: ExperimentConfig) -> list[Trial]:
+    data = data_key(config)
     trials = []
     for d in config.dimension_sets():
         product = itertools.product(d["schedules"], d["regimes"], d["poisoning"], d["filter"],
-                                    d["lr_scales"], d["seeds"])
+                                    d["averaging"], d["lr_scales"], d["seeds"])
         trials += [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed),
-                         spec_text(poison), spec_text(defence))
-                   for schedule, regime, poison, defence, scale, seed in product]
+                         spec_text(poison), spec_text(defence), spec_text(averaging), data)
+                   for schedule, regime, poison, defence, averaging, scale, seed in product]
     by_id: dict[str, Trial] = {}
     for trial in trials:  # "cosine" and "cosine()" are one trial
         by_id.setdefault(trial.id, trial)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # regimes import this module to switch modes while attacking
 
 def _set_optimizer_mode(optimizer: torch.optim.Optimizer | None, train: bool) -> None:
     if optimizer is not None and is_schedule_free(optimizer):
-        inner = getattr(optimizer, "original_optimizer", optimizer)
+        inner: Any = getattr(optimizer, "original_optimizer", optimizer)
         inner.train() if train else inner.eval()
 
 

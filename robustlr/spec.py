@@ -52,30 +52,83 @@ def _format_value(value: Any) -> str:
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.Pow: operator.pow}
 
+# Specs come from configs, the command line and checkpoint files, so a value is untrusted:
+# every step of its evaluation is bounded, and no input can hang, exhaust memory or overflow
+# the stack (``9**9**9`` would otherwise run for ever, a 50k-term sum overflows the parser).
+MAX_TEXT = 2000  # characters of one spec string
+MAX_DEPTH = 32  # nesting of expressions and lists
+MAX_INT = 2**63 - 1  # what any consumer (torch, numpy seeds) can hold
+MAX_FLOAT = 1e308  # beyond it a float is infinite
+MAX_EXPONENT = 64  # |b| in a ** b
 
-def _literal(node: ast.AST, text: str) -> Any:
-    """Evaluate the small, safe subset of Python a spec value may use."""
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _bounded(value: Any, where: str) -> Any:
+    """``value`` when it is a number a consumer can use, else a one-line SpecError."""
+    if isinstance(value, complex):
+        raise SpecError(f"{where}: a value is not a real number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        raise SpecError(f"{where}: an integer is too large (the limit is 2**63 - 1)")
+    if isinstance(value, float) and not abs(value) <= MAX_FLOAT:
+        raise SpecError(f"{where}: every number must be finite and at most {MAX_FLOAT:g} in size")
+    return value
+
+
+def _arithmetic(op: type, left: Any, right: Any, text: str) -> Any:
+    if op is ast.Pow and abs(right) > MAX_EXPONENT:
+        raise SpecError(f"spec {_quote(text)}: an exponent must be at most {MAX_EXPONENT} in size")
+    try:
+        return _bounded(_BINARY[op](left, right), f"spec {_quote(text)}")
+    except ZeroDivisionError:
+        raise SpecError(f"spec {_quote(text)}: division by zero") from None
+    except OverflowError:
+        raise SpecError(f"spec {_quote(text)}: a number is too large (at most {MAX_FLOAT:g})") from None
+
+
+def _literal(node: ast.AST, text: str, depth: int = 0) -> Any:
+    """Evaluate the small, safe, bounded subset of Python a spec value may use."""
+    if depth > MAX_DEPTH:
+        raise SpecError(f"spec {_quote(text)}: nested more than {MAX_DEPTH} levels deep")
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
-        return node.value
+        return _bounded(node.value, f"spec {_quote(text)}")
     if isinstance(node, ast.Constant) and node.value is None:
         return None
     if isinstance(node, ast.Name):
         return {"true": True, "false": False, "none": None}.get(node.id.lower(), node.id)
     if isinstance(node, (ast.List, ast.Tuple)):
-        return [_literal(element, text) for element in node.elts]
+        return [_literal(element, text, depth + 1) for element in node.elts]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand = _literal(node.operand, text)
-        if isinstance(operand, (int, float)) and not isinstance(operand, bool):
+        operand = _literal(node.operand, text, depth + 1)
+        if _number(operand):
             return -operand if isinstance(node.op, ast.USub) else operand
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        left, right = _literal(node.left, text), _literal(node.right, text)
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right)):
-            try:
-                return _BINARY[type(node.op)](left, right)
-            except ZeroDivisionError:
-                raise SpecError(f"spec {text!r}: division by zero") from None
-    raise SpecError(f"spec {text!r}: unsupported value {ast.unparse(node)!r}; "
+        left = _literal(node.left, text, depth + 1)
+        right = _literal(node.right, text, depth + 1)
+        if _number(left) and _number(right):
+            return _arithmetic(type(node.op), left, right, text)
+    raise SpecError(f"spec {_quote(text)}: unsupported value {_shown(node)!r}; "
                     "use numbers, true/false, words, quoted strings or [lists]")
+
+
+def _shown(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _syntax_tree(text: str, kind: str) -> ast.expr:
+    """The parsed expression; over-long or over-deep text is refused before the parser (which
+    recurses, and raises RecursionError or MemoryError on a deep enough input)."""
+    if len(text) > MAX_TEXT:
+        raise SpecError(f"{kind} {_quote(text)}: longer than {MAX_TEXT} characters")
+    try:
+        return ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise SpecError(f"{kind} {_quote(text)}: not of the form name or name(key=value, ...)") from None
 
 
 def parse(value: str | Mapping[str, Any] | Spec, *, kind: str = "spec") -> Spec:
@@ -84,31 +137,51 @@ def parse(value: str | Mapping[str, Any] | Spec, *, kind: str = "spec") -> Spec:
         return value
     if isinstance(value, Mapping):
         if "name" not in value or not isinstance(value["name"], str):
-            raise SpecError(f"{kind} {dict(value)!r}: a mapping needs a 'name' string")
-        params = tuple((str(k), _freeze(v)) for k, v in value.items() if k != "name")
+            raise SpecError(f"{kind} {_short(value)}: a mapping needs a 'name' string")
+        where = f"{kind} '{value['name'].strip()}'"
+        params = tuple((str(k), _freeze(v, where)) for k, v in value.items() if k != "name")
         return Spec(value["name"].strip(), params)
     if not isinstance(value, str):
-        raise SpecError(f"{kind} {value!r}: expected a string like 'name(key=value)' or a mapping")
+        raise SpecError(f"{kind} {_short(value)}: expected a string like 'name(key=value)' or a "
+                        "mapping")
     text = value.strip()
-    try:
-        node = ast.parse(text, mode="eval").body
-    except SyntaxError:
-        raise SpecError(f"{kind} {value!r}: not of the form name or name(key=value, ...)") from None
+    node = _syntax_tree(text, kind)
     if isinstance(node, ast.Name):
         return Spec(node.id)
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
-        raise SpecError(f"{kind} {value!r}: not of the form name or name(key=value, ...)")
-    if node.args:
-        raise SpecError(f"{kind} {value!r}: parameters must be named, as in name(key=value)")
-    params = tuple((kw.arg, _freeze(_literal(kw.value, text))) for kw in node.keywords
-                   if kw.arg is not None)
+        raise SpecError(f"{kind} {_quote(value)}: not of the form name or name(key=value, ...)")
+    if node.args or any(kw.arg is None for kw in node.keywords):
+        raise SpecError(f"{kind} {_quote(value)}: parameters must be named, as in name(key=value)")
+    names = [kw.arg for kw in node.keywords]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise SpecError(f"{kind} {_quote(value)}: parameter '{repeated}' is given twice")
+    params = tuple((kw.arg, _freeze(_literal(kw.value, text), kind)) for kw in node.keywords)
     return Spec(node.func.id, params)
 
 
-def _freeze(value: Any) -> Any:
+def _quote(text: str) -> str:
+    """The text as a message shows it: quoted, and cut short when long."""
+    return repr(text) if len(text) <= 80 else repr(text[:60]) + f"... ({len(text)} characters)"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _freeze(value: Any, where: str, depth: int = 0) -> Any:
+    """Lists become tuples (a Spec is hashable); a mapping spec's values (from YAML or Python)
+    get the same bounds as the string grammar's."""
+    if depth > MAX_DEPTH:
+        raise SpecError(f"{where}: a value is nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
+        if len(value) > MAX_TEXT:
+            raise SpecError(f"{where}: a list is longer than {MAX_TEXT} items")
+        return tuple(_freeze(v, where, depth + 1) for v in value)
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise SpecError(f"{where}: a string is longer than {MAX_TEXT} characters")
+    return _bounded(value, where) if _number(value) else value
 
 
 @dataclass(frozen=True)

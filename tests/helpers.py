@@ -49,5 +49,5 @@ def record_lrs(monkeypatch, *, after_step: bool = False) -> list[float]:
         hook(lambda opt, a, k: seen.append(opt.param_groups[0]["lr"]))
         return optimizer
 
-    monkeypatch.setattr("robustlr.training.loop.optimizers.build", recording)
+    monkeypatch.setattr("robustlr.training.setup.optimizers.build", recording)
     return seen

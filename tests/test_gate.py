@@ -13,9 +13,7 @@ from helpers import tiny
 
 from robustlr import config as config_module
 from robustlr.cli.gate import compare, gate
-from robustlr.results import report as report_module
-from robustlr.results.report import Document, build_report
-from robustlr.results.report.frontiers import frontier_section
+from robustlr.results.report import build_report
 from robustlr.runs.folder import execute
 
 STEP = "step(milestones=[0.5], gamma=0.1)"
@@ -51,18 +49,18 @@ def _summary(run_dir: Path) -> list[dict]:
 
 
 def test_gate_passes_when_every_bound_holds_and_absent_metrics_are_na(runs):
-    result = _gate(runs[0], "--min", "clean_acc=0.2", "--max", "train_seconds=1e6",
-                   "--max", "epsilon=3", "--max", "asr=0.1")
+    result = _gate(runs[0], "--min", "clean_acc=20", "--max", "train_seconds=1e6",
+                   "--max", "epsilon=3", "--max", "asr=10")
     assert result.exit_code == 0, result.output
     assert "n/a" in result.output and "gate: passed" in result.output
     assert "FAIL" not in result.output
 
 
 def test_gate_fails_with_exit_1_when_a_bound_is_broken(runs):
-    result = _gate(runs[0], "--min", "clean_acc=1.01", "--max", "epsilon=3")
+    result = _gate(runs[0], "--min", "clean_acc=101", "--max", "epsilon=3")
     assert result.exit_code == 1, result.output
     assert result.output.count("FAIL") >= 3  # both groups and the verdict
-    checks = json.loads(_gate(runs[0], "--min", "clean_acc=1.01", "--json").output)["checks"]
+    checks = json.loads(_gate(runs[0], "--min", "clean_acc=101", "--json").output)["checks"]
     assert {c["status"] for c in checks} == {"fail"} and len(checks) == 2
 
 
@@ -82,7 +80,9 @@ def test_gate_reports_the_seed_mean_per_group(runs):
     (["--max", "epsilon=three"], "expected NAME=NUMBER"),
     (["--min", "=0.5"], "expected NAME=NUMBER"),
     ([], "at least one bound"),
-    (["--min", "clean_acc=0.5", "--schedule", "cosine"], "--schedule: no trial matches 'cosine'"),
+    (["--min", "clean_acc=50", "--schedule", "cosine"], "--schedule: no trial matches 'cosine'"),
+    (["--min", "clean_acc=0.96"], "clean_acc is in percent like the report (0-100): did you mean "
+                                  "clean_acc=96?"),
 ])
 def test_gate_bad_arguments_exit_2_with_one_line(runs, args, message):
     result = _gate(runs[0], *args)
@@ -93,7 +93,7 @@ def test_gate_bad_arguments_exit_2_with_one_line(runs, args, message):
 
 
 def test_gate_on_a_folder_that_is_not_a_run_exits_2(tmp_path):
-    result = _gate(tmp_path, "--min", "clean_acc=0.5")
+    result = _gate(tmp_path, "--min", "clean_acc=50")
     assert result.exit_code == 2 and "not a robustlr run folder" in result.output
 
 
@@ -162,20 +162,14 @@ def test_compare_of_a_non_run_folder_exits_2(runs, tmp_path):
     assert result.exit_code == 2 and "RUN_B" in result.output
 
 
-def test_frontier_section_renders_into_the_report(runs, tmp_path, monkeypatch):
+def test_the_report_of_a_real_run_opens_with_the_verdict_and_keeps_percent(runs, tmp_path):
     run_dir = _copy(runs[0], tmp_path)
-    sections = [s for s in report_module.SECTIONS if s is not frontier_section]
-    monkeypatch.setattr(report_module, "SECTIONS", [*sections, frontier_section])
     build_report(run_dir, "tiny", _summary(run_dir), [])
     markdown = (run_dir / "report.md").read_text()
-    for text in ("## Trade-off frontiers", "## Ranking per objective",
-                 "## Each schedule against the best", "figures/frontier_train_seconds.png"):
-        assert text in markdown
-    assert (run_dir / "figures" / "frontier_train_seconds.png").stat().st_size > 1000
-    assert "frontier_robust_acc" not in markdown  # no robust accuracy in this run
+    verdict = markdown.index("## Verdict per threat model")
+    assert verdict < markdown.index("## Ranking per threat model") < markdown.index("## Cost")
+    assert "- Under standard, by clean accuracy (paired over 2 seeds, Holm-corrected)" in markdown
+    assert (run_dir / "figures" / "verdict_frontiers.png").stat().st_size > 1000
+    assert "frontier_robust_acc" not in markdown and "Trade-off frontiers" not in markdown
 
 
-def test_frontier_section_is_quiet_with_one_group(runs):
-    document = Document("one")
-    frontier_section(document, [r for r in _summary(runs[0]) if r["schedule"] == "constant"], [])
-    assert document.blocks == []

@@ -46,7 +46,7 @@ def test_a_tiny_poisoned_run_reports_asr_per_epoch_and_the_filter_table(tmp_path
     assert "| badnets(rate=0.1, target=0, size=2) | spectral | 1 |" in markdown
     assert "## Poisoning outcome per schedule" in markdown
     assert (run_dir / "figures" / "asr_per_epoch.png").is_file()
-    assert (run_dir / "figures" / "clean_acc_vs_asr.png").is_file()
+    assert (run_dir / "figures" / "verdict_frontiers.png").is_file()  # clean acc vs ASR
 
 
 def test_the_section_skips_runs_without_poison():

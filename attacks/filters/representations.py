@@ -12,7 +12,11 @@ from torch import nn
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
-    """The last ``nn.Linear`` registered in ``model`` (the classifier head)."""
+    """The classifier head: ``model.head`` when it is an ``nn.Linear`` (a model that knows
+    its logits layer says so there), else the last ``nn.Linear`` registered in ``model``."""
+    head = getattr(model, "head", None)
+    if isinstance(head, nn.Linear):
+        return head
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     if not linears:
         raise ValueError("model must contain an nn.Linear head to take its input as features")

@@ -33,6 +33,7 @@ def main() -> None:
 
 def _register() -> None:
     from robustlr.cli.attack import attack
+    from robustlr.cli.export import export
     from robustlr.cli.gate import compare, gate
     from robustlr.cli.lr_find import lr_find
     from robustlr.cli.report import report
@@ -40,7 +41,7 @@ def _register() -> None:
     from robustlr.cli.schedules import schedules
     from robustlr.cli.train import train
 
-    for command in (run, schedules, report, attack, gate, compare, lr_find, train):
+    for command in (run, schedules, report, attack, gate, compare, lr_find, train, export):
         main.add_command(command)
 
 

@@ -39,11 +39,18 @@ def _load_model(path: Path, device):
 
 def _load_data(name: str, split: str, root: str, limit: int | None, input_shape: list[int]):
     from robustlr import data
+    from robustlr.plugins import is_import_path
 
-    if name not in data.DATASETS:
-        raise InputError(f"--data: unknown dataset {name!r}; allowed: {', '.join(data.DATASETS)}")
+    options = {"root": root}
+    if name.endswith(".npz"):  # the user's own arrays, as data: {name: npz, path: FILE}
+        name, options["path"] = "npz", name
+    elif name not in data.DATASETS or name == "npz" or is_import_path(name):
+        if not is_import_path(name):
+            raise InputError(f"--data: unknown dataset {name!r}; allowed: "
+                             f"{', '.join(d for d in data.DATASETS if d != 'npz')}, a FILE.npz or "
+                             "an import path 'package.module:factory'")
     try:
-        x, y = data.load(name, split=split, seed=0, root=root)
+        x, y = data.load(name, split=split, seed=0, **options)
     except (data.DataError, ValueError) as error:
         raise InputError(f"--data: {error}") from None
     if tuple(x.shape[1:]) != tuple(input_shape):
@@ -52,6 +59,32 @@ def _load_data(name: str, split: str, root: str, limit: int | None, input_shape:
     if limit is not None:
         x, y = x[:limit], y[:limit]
     return x, y
+
+
+def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | None):
+    """The split the model was trained on, as its checkpoint records it (data config, trial
+    seed, split fingerprint); None for a checkpoint that records none (saved by hand)."""
+    record = (meta.get("extra") or {}).get("data")
+    if not isinstance(record, dict) or "config" not in record:
+        return None
+    from robustlr import data
+    from robustlr.grid import split_hash
+
+    config = {**record["config"], "root": root}
+    trained_on = config.get("path") or config.get("factory") or config["name"]
+    if name not in {config["name"], trained_on}:
+        raise InputError(f"--data: the model was trained on {trained_on!r}, not {name!r}; "
+                         f"evaluate it on {trained_on!r} (its split is in the checkpoint)")
+    try:
+        bundle = data.prepare(data.DataConfig(**config), seed=int(record.get("seed", 0)))
+    except (data.DataError, ValueError) as error:
+        raise InputError(f"--data: {error}") from None
+    if split_hash(bundle) != record.get("split_hash"):
+        raise InputError(f"--data: the {trained_on} split rebuilt from the checkpoint's data "
+                         "config is not the one the model was trained on (the data changed); "
+                         "refusing to score examples that may overlap its training set")
+    x, y = getattr(bundle, split)
+    return (x[:limit], y[:limit]) if limit is not None else (x, y)
 
 
 def _build_attacks(specs: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -68,13 +101,12 @@ def _build_attacks(specs: tuple[str, ...]) -> list[tuple[str, Any]]:
 
 
 def _device(name: str):
-    import torch
+    from robustlr.distributed import DeviceError, resolve_device
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device: cuda was asked for but CUDA is not available; use auto or cpu")
-    return torch.device(name)
+    try:
+        return resolve_device(name)
+    except DeviceError as error:
+        raise InputError(f"--device: {error}") from None
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -93,8 +125,10 @@ def _table(result: dict[str, Any]) -> str:
 @click.command()
 @click.argument("model_path", type=click.Path(path_type=Path))
 @click.option("--data", "dataset", required=True,
-              help="Dataset name (digits, mnist1d, mnist, fashion_mnist, cifar10, ...), split as "
-                   "robustlr splits it by default (val 0.15, test 0.2, split_seed 0).")
+              help="Dataset name (digits, mnist1d, mnist, fashion_mnist, cifar10, ...), a FILE.npz "
+                   "or a factory 'package.module:factory', split as robustlr splits it by default "
+                   "(val 0.15, test 0.2, split_seed 0); a model trained by robustlr is scored on "
+                   "the split its checkpoint records.")
 @click.option("--attack", "specs", multiple=True, required=True,
               help='An attack spec, e.g. "pgd(eps=0.1, steps=50, restarts=5)"; repeat it for '
                    "a cascade, weakest first.")
@@ -107,17 +141,35 @@ def _table(result: dict[str, Any]) -> str:
 @click.option("--root", default="data", show_default=True,
               help="Folder holding downloaded datasets (mnist, fashion_mnist, cifar10).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--arch", help="MODEL_PATH is a state dict trained elsewhere (RobustBench-style): "
+                             "robustlr's architecture for it, e.g. cnn (or a sidecar MODEL.json "
+                             "with arch, input_shape, num_classes, optional mean and std).")
+@click.option("--input-shape", help="With --arch: the input shape, channels first, e.g. 1,8,8.")
+@click.option("--num-classes", type=click.IntRange(min=2), default=10, show_default=True,
+              help="With --arch: the number of classes.")
 def attack(model_path: Path, dataset: str, specs: tuple[str, ...], split: str,
-           limit: int | None, batch_size: int, device: str, root: str, as_json: bool) -> None:
+           limit: int | None, batch_size: int, device: str, root: str, as_json: bool,
+           arch: str | None, input_shape: str | None, num_classes: int) -> None:
     """Robust accuracy of the model saved at MODEL_PATH under a cascade of attacks."""
-    from robustlr.attacks import cascade
+    from robustlr.attacks import cascade, expand_stages
+    from robustlr.results import robustbench
 
     attacks = _build_attacks(specs)  # cheapest check first: a typo fails before any loading
     target = _device(device)
-    model, meta = _load_model(model_path, target)
-    x, y = _load_data(dataset, split, root, limit, meta["input_shape"])
+    foreign = robustbench.foreign_spec(model_path, arch=arch, input_shape=input_shape,
+                                       num_classes=num_classes)
+    if foreign is None:
+        model, meta = _load_model(model_path, target)
+    else:  # a state dict plus an architecture name, as RobustBench's model zoo stores them
+        if not model_path.is_file():
+            raise InputError(f"MODEL_PATH: no such file {str(model_path)!r}")
+        model = robustbench.load_checkpoint(model_path, **foreign).to(target)
+        meta = {"input_shape": list(foreign["input_shape"])}
+    recorded = _recorded_split(meta, dataset, split, root, limit)
+    x, y = recorded or _load_data(dataset, split, root, limit, meta["input_shape"])
     started = time.perf_counter()
-    outcome = cascade(model, x, y, attacks, batch_size=batch_size)
+    # autoattack's sub-attacks become rows of their own, as RobustBench logs them
+    outcome = cascade(model, x, y, expand_stages(attacks), batch_size=batch_size)
     result = {"model": str(model_path), "data": dataset, "split": split, "examples": len(y),
               "device": str(target), "clean_acc": outcome.clean_acc,
               "steps": [{"attack": name, "robust_acc": acc} for name, acc in outcome.steps],

@@ -1,11 +1,11 @@
 """``robustlr gate`` and ``robustlr compare``: a run folder as a CI check, and two runs side by
 side with the seed noise as the yardstick.
 
-Both read ``summary.json`` (rebuilt from ``results.sqlite`` when it is missing) and group trials
+Both read ``results.sqlite`` only (never ``summary.json``, an export anyone can edit) and group trials
 by what defines a result: (schedule, regime, poison, filter, lr_scale); seeds are averaged.
 Example::
 
-    robustlr gate runs/x --min clean_acc=0.9 --min robust_acc=0.5 --max epsilon=3 --max asr=0.1
+    robustlr gate runs/x --min clean_acc=90 --min robust_acc=50 --max epsilon=3 --max asr=10
     robustlr compare runs/before runs/after --json
 
 ``gate`` exits 0 when every bound holds, 1 when one is broken (or a trial failed or diverged),
@@ -24,12 +24,12 @@ from typing import Any
 import click
 
 from robustlr.errors import InputError
-from robustlr.records import SUMMARY_METRICS
+from robustlr.records import SUMMARY_METRICS, unit
 from robustlr.results import bounds as bounds_rule
 from robustlr.results.groups import GROUP_KEYS
 from robustlr.results.groups import label as _label
 
-COMPARED = ("clean_acc", "clean_acc_best", "robust_acc", "cascade_robust_acc", "epsilon", "asr",
+COMPARED = ("clean_acc", "clean_acc_best", "robust_acc", "monitor_robust_acc", "epsilon", "asr",
             "mia_auc", "train_seconds")
 METRICS = SUMMARY_METRICS
 NOT_METRICS = {"seed", "lr_scale"}
@@ -38,30 +38,30 @@ BAD_STATUSES = ("failed", "diverged")
 
 
 
-def load_summaries(run_dir: Path, what: str = "RUN_DIR") -> list[dict[str, Any]]:
-    """The trial records of a run folder: summary.json, else the database's summaries."""
-    summary, database = run_dir / "summary.json", run_dir / "results.sqlite"
-    if summary.is_file():
-        try:
-            records = json.loads(summary.read_text())
-        except (OSError, ValueError) as error:
-            raise InputError(f"{what}: cannot read {summary}: {error}") from None
-        if isinstance(records, list) and all(isinstance(r, dict) for r in records):
-            return records
-        raise InputError(f"{what}: {summary} is not a JSON array of trial records")
+def load_trials(run_dir: Path, what: str = "RUN_DIR") -> list[tuple[str, str, dict | None]]:
+    """(trial, status, summary or None) of every trial in the run's database, which alone is
+    trusted: summary.json is an export anyone can edit."""
+    database = run_dir / "results.sqlite"
     if not database.is_file():
-        raise InputError(f"{what}: {run_dir} is not a robustlr run folder (no summary.json or results.sqlite)")
+        raise InputError(f"{what}: {run_dir} is not a robustlr run folder (no results.sqlite)")
     from robustlr.results.store import Store, StoreError
 
     try:
         store = Store(database)
         try:
-            return store.summaries()
+            return store.trials()
         finally:
             store.close()
     except StoreError as error:
-        raise InputError(f"{what}: {error}") from None
-    return []  # unreachable: the raise above ends the function
+        raise StoreError(f"{what}: {error}") from None
+
+
+def load_summaries(run_dir: Path, what: str = "RUN_DIR") -> list[dict[str, Any]]:
+    """The summaries of the run's finished trials, from its database."""
+    from robustlr.results.store import FINAL_STATUSES
+
+    return [summary for _, status, summary in load_trials(run_dir, what)
+            if status in FINAL_STATUSES and summary is not None]
 
 
 def _number(value: Any) -> float | None:
@@ -109,7 +109,9 @@ def _select(records: list[dict], option: str, key: str, wanted: str | None) -> l
 def _check(bound: bounds_rule.Bound, key: tuple, records: list[dict]) -> dict[str, Any]:
     from robustlr.results.stats import interval  # scipy: loaded only when a command runs
 
-    value = interval([_number(r.get(bound.metric)) for r in records]).mean
+    values = [_number(r.get(bound.metric)) for r in records]
+    # one seed without the value (or with inf/nan) makes the mean unknown: the bound fails
+    value = math.nan if None in values else interval(values).mean
     finite = math.isfinite(value)
     return {"bound": bound.text, "metric": bound.metric, "side": bound.kind,
             "limit": bound.limit, "group": dict(zip(GROUP_KEYS, key)), "label": _label(key),
@@ -117,10 +119,15 @@ def _check(bound: bounds_rule.Bound, key: tuple, records: list[dict]) -> dict[st
             "status": "pass" if bound.holds(value) else ("fail" if finite else "missing")}
 
 
+def _shown(metric: str, value: float) -> str:
+    """A value in the report's units (percent for shares), as bounds are written."""
+    return f"{value * 100:.4g}%" if unit(metric) == "%" else f"{value:.4g}"
+
+
 def _gate_table(checks: list[dict], bad: list[dict]) -> str:
     header = ("bound", "group", "seeds", "value", "result")
     rows = [(c["bound"], c["label"], str(c["seeds"]),
-             "n/a" if c["value"] is None else f"{c['value']:.4g}",
+             "n/a" if c["value"] is None else _shown(c["metric"], c["value"]),
              {"pass": "pass", "fail": "FAIL", "missing": "FAIL (missing or not finite)"}[c["status"]])
             for c in checks]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -140,17 +147,25 @@ def _gate_table(checks: list[dict], bad: list[dict]) -> str:
               help="The seed mean of summary field NAME must be <= VALUE in every group (repeat).")
 @click.option("--schedule", help="Only trials of this schedule: a name (cosine) or an exact spec.")
 @click.option("--regime", help="Only trials of this regime: a name (pgd_at) or an exact spec.")
+@click.option("--finished-only", is_flag=True,
+              help="Gate the finished trials only; unfinished (pending, running, interrupted) "
+                   "ones are skipped and counted instead of failing the gate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def gate(run_dir: Path, minimums: tuple[str, ...], maximums: tuple[str, ...],
-         schedule: str | None, regime: str | None, as_json: bool) -> None:
+         schedule: str | None, regime: str | None, finished_only: bool, as_json: bool) -> None:
     """Check RUN_DIR's results against bounds: exit 0 when all hold, 1 when one breaks.
 
-    Each bound applies to the seed mean of every group. A trial that failed or diverged fails
-    the gate. A group (schedule, regime, poison, filter, LR scale) whose value is missing or not
-    finite fails the bound (select the groups a bound is about with --schedule/--regime)."""
+    Reads RUN_DIR/results.sqlite only. Each bound applies to the seed mean of every group. A
+    trial that failed or diverged fails the gate, and so does an unfinished one (pending,
+    running or interrupted) unless --finished-only. A group (schedule, regime, poison, filter,
+    LR scale) whose value is missing or not finite for any seed fails the bound (select the
+    groups a bound is about with --schedule/--regime)."""
     from robustlr.results.stats import group
+    from robustlr.results.store import FINAL_STATUSES
 
-    records = load_summaries(run_dir)
+    trials = load_trials(run_dir)
+    records = [s for _, status, s in trials if status in FINAL_STATUSES and s is not None]
+    unfinished = [(trial, status) for trial, status, _ in trials if status not in FINAL_STATUSES]
     if not records:
         raise InputError(f"RUN_DIR: {run_dir} holds no finished trial to check")
     allowed = _numeric_fields(records)
@@ -158,21 +173,35 @@ def gate(run_dir: Path, minimums: tuple[str, ...], maximums: tuple[str, ...],
     if not bounds:
         raise InputError("give at least one bound: --min NAME=VALUE or --max NAME=VALUE")
     records = _select(_select(records, "--schedule", "schedule", schedule), "--regime", "regime", regime)
-    groups = group(records, GROUP_KEYS)
-    checks = [_check(bound, key, runs) for bound in bounds for key, runs in groups.items()]
+    checks = [_check(bound, key, runs) for bound in bounds
+              for key, runs in group(records, GROUP_KEYS).items()]
     bad = [r for r in records if r.get("status") in BAD_STATUSES]
-    passed = not bad and all(c["status"] == "pass" for c in checks)
+    blocking = [] if finished_only else unfinished
+    passed = not bad and not blocking and all(c["status"] == "pass" for c in checks)
     if as_json:
         click.echo(json.dumps({"run": str(run_dir), "passed": passed, "checks": checks,
                                "bad_trials": [{k: r.get(k) for k in ("trial", "status", "error")}
-                                              for r in bad]}, indent=2))
+                                              for r in bad],
+                               "unfinished": [{"trial": t, "status": s} for t, s in unfinished],
+                               "skipped": len(unfinished) if finished_only else 0}, indent=2))
     else:
-        broken = sum(c["status"] != "pass" for c in checks)
         click.echo(_gate_table(checks, bad))
-        click.echo(f"gate: {'passed' if passed else 'FAILED'}: {len(checks)} checks, {broken} "
-                   f"broken ({sum(c['status'] == 'missing' for c in checks)} missing), "
-                   f"{len(bad)} failed or diverged trials")
+        click.echo(_verdict(passed, checks, bad, unfinished, finished_only))
     sys.exit(0 if passed else 1)
+
+
+def _verdict(passed: bool, checks: list[dict], bad: list[dict],
+             unfinished: list[tuple[str, str]], finished_only: bool) -> str:
+    lines = [] if finished_only else [f"FAIL: trial {trial} is unfinished ({status}); resume the "
+                                      "run, or gate the finished trials with --finished-only"
+                                      for trial, status in unfinished]
+    broken = sum(c["status"] != "pass" for c in checks)
+    verdict = (f"gate: {'passed' if passed else 'FAILED'}: {len(checks)} checks, {broken} broken "
+               f"({sum(c['status'] == 'missing' for c in checks)} missing), {len(bad)} failed or "
+               f"diverged trials, {len(unfinished)} unfinished")
+    if finished_only and unfinished:
+        verdict += f"; skipped {len(unfinished)} unfinished trials (--finished-only)"
+    return "\n".join([*lines, verdict])
 
 
 def _difference(a: list[float], b: list[float]) -> dict[str, Any]:

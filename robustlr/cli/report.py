@@ -12,8 +12,10 @@ from robustlr.errors import InputError
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--rank-by", help="Rank the groups by this summary metric (e.g. robust_acc) ...")
-@click.option("--min", "minimums", multiple=True, help="... among those with METRIC >= VALUE.")
-@click.option("--max", "maximums", multiple=True, help="... among those with METRIC <= VALUE.")
+@click.option("--min", "minimums", multiple=True,
+              help="... among those with METRIC >= VALUE (shares in percent, like the report).")
+@click.option("--max", "maximums", multiple=True,
+              help="... among those with METRIC <= VALUE (shares in percent, like the report).")
 def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
            maximums: tuple[str, ...]) -> None:
     """Rebuild summary.json, epochs.csv and the report of RUN_DIR from its database.
@@ -35,7 +37,7 @@ def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
         parsed = bounds.parse("--min", minimums, SUMMARY_METRICS) + \
             bounds.parse("--max", maximums, SUMMARY_METRICS)
         ranking = ReportConfig(rank_by=rank_by,
-                               min={b.metric: b.limit for b in parsed if b.kind == "min"},
-                               max={b.metric: b.limit for b in parsed if b.kind == "max"})
+                               min={b.metric: b.shown(b.limit) for b in parsed if b.kind == "min"},
+                               max={b.metric: b.shown(b.limit) for b in parsed if b.kind == "max"})
     folder.rebuild_report(run_dir, ranking)
     click.echo(f"report: {run_dir / 'report.html'}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from robustlr.errors import InputError
+from robustlr.errors import InputError, RunFailure
 
 
 @click.command()
@@ -24,10 +24,14 @@ from robustlr.errors import InputError
 @click.option("--track", type=click.Choice(["mlflow"]),
               help="Log every trial as a tracker run (robustlr[mlflow]).")
 @click.option("--tracking-uri", help="Tracker store (default sqlite:///mlflow.db); needs --track.")
+@click.option("--allow-failures", is_flag=True,
+              help="Exit 0 even when trials failed (exploratory grids); they stay in the report.")
 def run(config: Path | None, out: Path | None, workers: int | None, resume: Path | None, quick: bool,
         save_models: bool, no_progress: bool, backend: str, address: str | None,
-        track: str | None, tracking_uri: str | None) -> None:
-    """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder."""
+        track: str | None, tracking_uri: str | None, allow_failures: bool) -> None:
+    """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder.
+
+    Exits 1 when any trial failed (raised an error), unless --allow-failures."""
     if address is not None and backend != "ray":
         raise InputError("--address: only with --backend ray")
     if tracking_uri is not None and track is None:
@@ -46,4 +50,11 @@ def run(config: Path | None, out: Path | None, workers: int | None, resume: Path
                              save_models=save_models, show_progress=not no_progress,
                              backend=backend, address=address, track=track,
                              tracking_uri=tracking_uri)
+    counts = folder.trial_counts(run_dir)
+    failed, total = counts.get("failed", 0), sum(counts.values())
     click.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")
+    click.echo(f"trials: {total - failed} of {total} finished"
+               + (f", {failed} failed (errors in {run_dir / 'run.log'})" if failed else ""))
+    if failed and not allow_failures:
+        raise RunFailure(f"{failed} of {total} trials failed; see {run_dir / 'run.log'} "
+                         "(--allow-failures accepts failed trials)")

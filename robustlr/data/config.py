@@ -2,29 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder")
-DatasetName = Literal["digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10",
-                      "imagefolder"]
+from robustlr.plugins import is_import_path
+
+DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder",
+            "npz")
+"""Built-in names; any ``"package.module:factory"`` import path is also a dataset name."""
 DOWNLOADABLE = ("mnist", "fashion_mnist", "cifar10")
 OFFICIAL_TEST = ("mnist1d", "mnist", "fashion_mnist", "cifar10")
 """Datasets with their own test split; ``test_fraction`` does not apply to them."""
 
 
+MAX_SYNTHETIC_VALUES = 2**27
+
+
 class SyntheticOptions(BaseModel):
     """Seeded Gaussian class clusters in [0, 1] (for tests and smoke runs)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    num_examples: int = Field(600, ge=2)
+    # generated in memory: 10 million examples is already far beyond a smoke test
+    num_examples: int = Field(600, ge=2, le=10_000_000)
     num_classes: int = Field(3, ge=2)
     shape: tuple[int, ...] = (1, 8, 8)
     noise: float = Field(0.15, ge=0.0)
     """Standard deviation of each cluster around its centre (centres are uniform in [0.2, 0.8])."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     """Seed of the generator (the data itself, not the split)."""
 
     @field_validator("shape")
@@ -35,6 +42,14 @@ class SyntheticOptions(BaseModel):
                              f"sizes, got {list(shape)}")
         return shape
 
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> SyntheticOptions:
+        values = self.num_examples * math.prod(self.shape)
+        if values > MAX_SYNTHETIC_VALUES:  # generated as float64 before anything else runs
+            raise ValueError(f"data.synthetic: num_examples x shape is {values:.3g} values; at "
+                             f"most {MAX_SYNTHETIC_VALUES:.3g} (1 GiB) are generated in memory")
+        return self
+
 
 class DataConfig(BaseModel):
     """Which dataset, how it is split, and where its files live.
@@ -44,20 +59,44 @@ class DataConfig(BaseModel):
     and ``val_fraction`` is the share of the official training split held out.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: DatasetName = "digits"
+    name: str = "digits"
+    """A built-in dataset (:data:`DATASETS`) or ``"package.module:factory"`` (see data/files.py)."""
+    path: str | None = None
+    """npz only: the .npz file (arrays x, y, optionally x_test, y_test)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments of a dataset factory (name ``"package.module:factory"``)."""
+    augment: list[str | dict[str, Any]] = Field(default_factory=list)
+    """Training-time augmentation specs, applied in order (see data/augment.py)."""
+    stream: bool | Literal["auto"] = "auto"
+    """Stream the training split through a DataLoader (true), hold it in device memory
+    (false), or stream when it is above ``stream_above_gb`` as float32 (auto)."""
+    stream_above_gb: float = Field(4.0, gt=0)
+    workers: int = Field(4, ge=0)
+    """DataLoader worker processes when streaming (0: load in the main process)."""
     val_fraction: float = 0.15
     test_fraction: float = 0.2
     root: str = "data"
     download: bool = False
     limit: int | None = Field(None, ge=1)
     """Cap on training examples (a random subset drawn with the trial seed), for quick runs."""
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=2**32 - 1)  # scikit-learn's range for a seed
     """Seed of the train/validation/test split; independent of the trial seed."""
     image_size: int | None = Field(None, ge=1)
     """imagefolder only: resize images to image_size x image_size (else all must match)."""
     synthetic: SyntheticOptions = SyntheticOptions()
+
+    def __hash__(self) -> int:  # options and augment are a dict and a list; trial.py caches by config
+        return hash(self.model_dump_json())
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if value not in DATASETS and not is_import_path(value):
+            raise ValueError(f"data.name: unknown dataset {value!r}; allowed: {', '.join(DATASETS)} "
+                             "or an import path 'package.module:factory'")
+        return value
 
     @field_validator("val_fraction")
     @classmethod
@@ -83,6 +122,12 @@ class DataConfig(BaseModel):
                              f"not {self.name!r}")
         if "synthetic" in self.model_fields_set and self.name != "synthetic":
             raise ValueError(f"data.synthetic applies only to name 'synthetic', not {self.name!r}")
+        if (self.name == "npz") != (self.path is not None):
+            raise ValueError("data.path: name 'npz' needs path (the .npz file), and path applies "
+                             f"only to name 'npz', not {self.name!r}")
+        if self.options and not is_import_path(self.name):
+            raise ValueError("data.options applies only to a dataset factory "
+                             f"('package.module:factory'), not {self.name!r}")
         if self.image_size is not None and self.name != "imagefolder":
             raise ValueError(f"data.image_size applies only to name 'imagefolder', not {self.name!r}")
         return self

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pickle
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from robustlr.data.config import DataConfig, SyntheticOptions
+from robustlr.data.pickles import load_batch
 from robustlr.errors import InputError
 
 
@@ -126,8 +126,8 @@ def _cifar10(config: DataConfig) -> Source:
     def read(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for path in paths:
-            with open(path, "rb") as handle:
-                batch = pickle.load(handle, encoding="latin1")
+            with open(path, "rb") as handle:  # never pickle.load: the folder is untrusted
+                batch = load_batch(handle, path)
             xs.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             ys.append(np.asarray(batch.get("labels", batch.get("fine_labels"))))
         return _arrays(np.concatenate(xs) / 255.0, np.concatenate(ys))

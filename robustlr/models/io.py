@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlr.spec import Spec, parse
+from robustlr.errors import InputError
+from robustlr.models.plugin import is_plugin, parse_spec
+from robustlr.spec import Spec, SpecError
 
 FORMAT = 1
 
@@ -30,10 +33,14 @@ def save(model: nn.Module, path: str | os.PathLike, *, spec: str | Mapping[str, 
 
     ``extra`` must be JSON-able (epoch, metrics, ...); it comes back from :func:`read_metadata`.
     """
-    meta = {"format": FORMAT, "spec": str(parse(spec, kind="model")),
+    parsed = parse_spec(spec)
+    meta = {"format": FORMAT, "spec": str(parsed),
             "input_shape": [int(d) for d in input_shape], "num_classes": int(num_classes),
             "mean": [float(m) for m in mean], "std": [float(s) for s in std],
             "extra": dict(extra) if extra is not None else None}
+    if is_plugin(parsed.name):  # the user's factory: import path and kwargs, for other tools
+        meta["factory"] = parsed.name
+        meta["kwargs"] = {key: list(v) if isinstance(v, tuple) else v for key, v in parsed.params}
     try:
         text = json.dumps(meta)
     except TypeError as error:
@@ -46,11 +53,50 @@ def _read(path: str | os.PathLike, map_location: Any) -> tuple[dict[str, Any], d
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(checkpoint, dict) or "metadata" not in checkpoint:
         raise ValueError(f"{os.fspath(path)!r} is not a robustlr model checkpoint")
-    meta = json.loads(checkpoint["metadata"])
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{os.fspath(path)!r}: checkpoint format {meta.get('format')!r} "
-                         f"is not supported (expected {FORMAT})")
+    meta = _checked_metadata(checkpoint["metadata"], os.fspath(path))
+    if not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointError(f"{os.fspath(path)!r}: the checkpoint holds no state_dict")
     return meta, checkpoint["state_dict"]
+
+
+class CheckpointError(InputError):
+    """A checkpoint whose metadata is not what :func:`save` writes (one line)."""
+
+
+def _checked_metadata(text: Any, where: str) -> dict[str, Any]:
+    """The metadata of a file that may come from anyone: bounded JSON, a spec in the bounded
+    grammar (``9**9**9`` cannot hang a load), and shapes and statistics of sane types."""
+    try:
+        meta = json.loads(text) if isinstance(text, str) and len(text) <= 1 << 20 else None
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{where!r}: the checkpoint metadata is not a JSON object")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{where!r}: checkpoint format {meta.get('format')!r} "
+                              f"is not supported (expected {FORMAT})")
+    if not isinstance(meta.get("spec"), str):
+        raise CheckpointError(f"{where!r}: the checkpoint metadata has no model spec")
+    try:
+        parse_spec(meta["spec"])
+    except SpecError as error:
+        raise CheckpointError(f"{where!r}: model spec: {error}") from None
+    shape, classes = meta.get("input_shape"), meta.get("num_classes")
+    if not (_ints(shape, 1, 1 << 16) and 1 <= len(shape) <= 4 and _ints([classes], 1, 1 << 20)):
+        raise CheckpointError(f"{where!r}: input_shape or num_classes is not a small positive "
+                              "integer list / integer")
+    for key in ("mean", "std"):
+        values = meta.get(key)
+        if not (isinstance(values, list) and len(values) <= 64 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values)):
+            raise CheckpointError(f"{where!r}: {key} is not a short list of finite numbers")
+    return meta
+
+
+def _ints(values: Any, low: int, high: int) -> bool:
+    return isinstance(values, list) and all(
+        isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

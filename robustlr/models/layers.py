@@ -29,10 +29,11 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return (x - self.mean.view(shape)) / self.std.view(shape)
+        mean, std = self.get_buffer("mean"), self.get_buffer("std")
+        return (x - mean.view(shape)) / std.view(shape)
 
     def extra_repr(self) -> str:
-        return f"channels={self.mean.numel()}"
+        return f"channels={self.get_buffer('mean').numel()}"
 
 
 class Classifier(nn.Module):

@@ -69,7 +69,13 @@ class AdversarialRegime(Regime):
         with generating_attack(model, self):  # on the module inside DDP: no gradient sync
             x_adv = self.perturb(local_module(model), x, y, self.eps_at(progress))
         logits = model(x_adv)  # train accuracy is accuracy on the adversarial batch
-        return {"loss": nn.functional.cross_entropy(logits, y), "logits": logits}
+        return {"loss": self.criterion(logits, y), "logits": logits}
+
+    def state_dict(self):
+        return {"attack_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["attack_generator"])
 
 
 class PGDTraining(AdversarialRegime):
@@ -93,19 +99,28 @@ class FGSMRandomStart(AdversarialRegime):
                     generator=self.generator)
 
 
+def _into_ball(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project onto the eps-ball around x (L-inf or L2), then into the [0, 1] box."""
+    if norm != "l2":
+        return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    delta = x_adv - x
+    length = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+    return (x + delta * torch.clamp(eps / length, max=1.0)).clamp(0, 1)
+
+
 class TRADES(AdversarialRegime):
     """Natural cross-entropy plus beta x KL(f(x_adv) || f(x)), x_adv maximising the KL."""
 
-    def __init__(self, *, eps, beta, steps, step_size, ramp):
+    def __init__(self, *, eps, beta, steps, step_size, ramp, norm="linf"):
         super().__init__(eps=eps, ramp=ramp)
-        self.beta, self.steps, self.step_size = beta, steps, step_size
+        self.beta, self.steps, self.step_size, self.norm = beta, steps, step_size, norm
 
     def perturb(self, model, x, y, eps):
         step_size = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
         with torch.no_grad():
             natural = nn.functional.softmax(model(x), dim=1)
         noise = torch.randn(x.shape, generator=self.generator, device=x.device)
-        x_adv = torch.min(torch.max(x + 0.001 * noise, x - eps), x + eps).clamp(0, 1)
+        x_adv = _into_ball(x, x + 0.001 * noise, eps, self.norm)
         for _ in range(self.steps):
             # the gradient is taken at the already-clipped point (clamp has zero gradient at
             # its bounds, which would silently weaken the attack at the [0, 1] box)
@@ -113,8 +128,11 @@ class TRADES(AdversarialRegime):
             divergence = nn.functional.kl_div(nn.functional.log_softmax(model(x_adv), dim=1),
                                               natural, reduction="sum")
             (grad,) = torch.autograd.grad(divergence, x_adv)
-            x_adv = x_adv.detach() + step_size * grad.sign()
-            x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+            if self.norm == "l2":
+                direction = grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+            else:
+                direction = grad.sign()
+            x_adv = _into_ball(x, x_adv.detach() + step_size * direction, eps, self.norm)
         return x_adv.detach()
 
     def losses(self, model, x, y, *, progress):
@@ -123,7 +141,7 @@ class TRADES(AdversarialRegime):
         logits = model(x)
         robust = nn.functional.kl_div(nn.functional.log_softmax(model(x_adv), dim=1),
                                       nn.functional.softmax(logits, dim=1), reduction="batchmean")
-        loss = nn.functional.cross_entropy(logits, y) + self.beta * robust
+        loss = self.criterion(logits, y) + self.beta * robust
         return {"loss": loss, "logits": logits}
 
 
@@ -154,9 +172,11 @@ def fgsm_rs(eps: float, step: float = 1.25, ramp: str | None = None) -> Regime:
 
 @REGIMES.register("trades")
 def trades(eps: float, beta: float = 6.0, steps: int = 10, step_size: float | None = None,
-           ramp: str | None = None) -> Regime:
+           norm: str = "linf", ramp: str | None = None) -> Regime:
     """TRADES (Zhang et al. 2019): cross-entropy + beta x KL to the adversarial prediction."""
     _check(eps, steps, step_size)
     if beta < 0:
         raise ValueError(f"beta must be >= 0, got {beta}")
-    return TRADES(eps=eps, beta=beta, steps=steps, step_size=step_size, ramp=ramp)
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"norm must be linf or l2, got {norm!r}")
+    return TRADES(eps=eps, beta=beta, steps=steps, step_size=step_size, ramp=ramp, norm=norm)

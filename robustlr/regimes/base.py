@@ -47,6 +47,12 @@ class Regime:
     # what its training loss measures, for lr-find: "clean", "robust" (on attacked inputs)
     # or "private" (clipped and noised)
     loss_kind = "clean"
+    # train.label_smoothing, set by training.setup before prepare(); every regime's training
+    # loss goes through ``criterion`` so the recipe applies to all of them
+    label_smoothing = 0.0
+
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         """Wrap the model, optimizer or loader once, before the first step."""
@@ -60,7 +66,7 @@ class Regime:
         regimes can ramp their own parameters (an epsilon ramp) on the same clock as the LR.
         """
         logits = model(x)
-        return {"loss": nn.functional.cross_entropy(logits, y), "logits": logits}
+        return {"loss": self.criterion(logits, y), "logits": logits}
 
     def data_parallel(self, setup: TrainingSetup) -> nn.Module:
         """The model the training step uses when several processes train (after prepare):
@@ -99,6 +105,15 @@ class Regime:
     def trained_model(self, model: nn.Module) -> nn.Module:
         """The plain module to save and evaluate (DP unwraps its GradSampleModule)."""
         return model
+
+    # -- resuming mid-way (train.checkpoint_every) ------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the regime needs to continue a trial exactly (RNG states, counters,
+        accountant history); torch tensors, numbers, strings, lists and dicts only."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output after ``prepare``."""
 
 
 @REGIMES.register("standard")

@@ -7,22 +7,16 @@ that is not finite is written as JSON null / an empty CSV cell.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from robustlr.results.nofollow import write_atomic
 from robustlr.results.store import Store
 
 EPOCH_FIELDS = ["trial", "epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
                 "test_loss", "test_acc", "epoch_seconds", "samples_per_second"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    # Readers (and a crash mid-write) never see half a file.
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
 
 
 def epoch_columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -38,13 +32,11 @@ def _class_index(name: str) -> int:
 
 def write_exports(store: Store, run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     summaries, rows = store.summaries(), store.epochs()
-    _atomic_write(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
-    columns = epoch_columns(rows)
-    partial = run_dir / "epochs.csv.partial"
-    with partial.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    os.replace(partial, run_dir / "epochs.csv")
+    write_atomic(run_dir / "summary.json", json.dumps(summaries, indent=2) + "\n")
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=epoch_columns(rows), extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_atomic(run_dir / "epochs.csv", table.getvalue())
     return summaries, rows

@@ -7,7 +7,7 @@ from typing import Any
 
 from robustlr.spec import is_none
 
-GROUP_KEYS = ("schedule", "regime", "poison", "filter", "lr_scale")
+GROUP_KEYS = ("schedule", "regime", "poison", "filter", "lr_scale", "averaging")
 
 
 def key_of(record: dict[str, Any]) -> tuple:
@@ -17,6 +17,9 @@ def key_of(record: dict[str, Any]) -> tuple:
 def label(key: tuple) -> str:
     """``cosine / pgd_at(eps=0.1) / badnets / spectral x0.5``: the arm only when poisoned
     or filtered, the LR scale only when it is not 1."""
-    schedule, regime, poison, defence, scale = key
+    schedule, regime, poison, defence, scale, *averaging = key
     arm = "" if is_none(poison) and is_none(defence) else f" / {poison} / {defence}"
-    return f"{schedule} / {regime}{arm}" + ("" if scale in (None, 1.0) else f" x{scale:g}")
+    # weight averaging only when set (records from before it have none)
+    averaged = "" if not averaging or is_none(averaging[0]) else f" / {averaging[0]}"
+    return (f"{schedule} / {regime}{arm}" + ("" if scale in (None, 1.0) else f" x{scale:g}")
+            + averaged)

@@ -1,4 +1,5 @@
-"""Seed statistics: means with 95% t-intervals, grouped by what defines a schedule's result."""
+"""Seed statistics: means with 95% t-intervals, grouped by what defines a schedule's result;
+paired-by-seed differences with Holm's correction for the many comparisons of a ranking."""
 
 from __future__ import annotations
 
@@ -69,3 +70,45 @@ def with_arms(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         scenario = "" if poison == defence == "none" else f" / {poison} / {defence}"
         labelled.append({**record, "regime": f"{record.get('regime')}{scenario}"})
     return labelled
+
+
+@dataclass(frozen=True)
+class Paired:
+    """``a - b`` paired by seed: mean difference, 95% t half-width, two-sided p-value."""
+
+    n: int
+    mean: float
+    half: float
+    p: float
+
+
+def paired(a: dict[Any, Any], b: dict[Any, Any], confidence: float = 0.95) -> Paired:
+    """Paired t-test of ``a`` against ``b`` (seed -> value) over the seeds both measured.
+    Fewer than two pairs leave the noise unknown (``p`` is NaN)."""
+    diffs = [fa - fb for seed in a if seed in b
+             for fa, fb in [(finite(a[seed]), finite(b[seed]))] if fa is not None and fb is not None]
+    n = len(diffs)
+    if n == 0:
+        return Paired(0, math.nan, math.nan, math.nan)
+    mean = sum(diffs) / n
+    if n == 1:
+        return Paired(1, mean, math.nan, math.nan)
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
+    t_crit = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)
+    if sd == 0:  # identical differences on every seed: no noise to test against
+        return Paired(n, mean, 0.0, 1.0 if mean == 0 else 0.0)
+    t = mean / (sd / math.sqrt(n))
+    return Paired(n, mean, float(t_crit * sd / math.sqrt(n)),
+                  float(2 * scipy_stats.t.sf(abs(t), n - 1)))
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone); NaN stays NaN and does not
+    count as a hypothesis."""
+    order = sorted((p, i) for i, p in enumerate(p_values) if math.isfinite(p))
+    adjusted = [math.nan] * len(p_values)
+    running, m = 0.0, len(order)
+    for rank, (p, index) in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[index] = running
+    return adjusted

@@ -7,8 +7,6 @@ are replaced (the primary key is (trial, epoch)), never duplicated.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import math
 import os
@@ -19,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from robustlr.errors import RunFailure
+from robustlr.results import writer_lock
 
 FINAL_STATUSES = ("ok", "diverged", "failed", "budget_exhausted")
+INTERRUPTED = "interrupted"
+"""A trial whose worker died (killed, out of memory): not final, ``--resume`` re-runs it."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,8 +71,12 @@ class Store:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            _check_schema(self._db, self.path)
         except sqlite3.Error as error:
             raise self._error("open", error) from None
+        except StoreError:
+            self._db.close()
+            raise
         self._lock = None
 
     def _error(self, verb: str, error: sqlite3.Error) -> StoreError:
@@ -80,36 +85,42 @@ class Store:
     def claim_writer(self) -> None:
         """Become the database's only writer until close(), or fail at once if another
         process is one. SQLite would serialise two runners' writes safely, but both would
-        train and record the same trials. The lock is the kernel's: a killed writer frees it."""
-        path = self.path.with_name(self.path.name + ".lock")
+        train and record the same trials. Two guards: the kernel's lock on ``.lock`` (a killed
+        writer frees it at once), and the writer's identity in the database itself, so that
+        deleting the lock file does not let a second writer in beside a live one."""
+        self._lock = writer_lock.acquire(self.path.with_name(self.path.name + ".lock"), StoreError)
         try:
-            handle = open(path, "a+")
-        except OSError as error:
-            raise StoreError(f"cannot write in {path.parent}: {error.strerror or error} "
-                             "(is the disk full or the folder read-only?)") from None
-        try:
-            # a POSIX record lock, not flock: forked pool workers do not inherit it, so a
-            # parent killed alone frees the folder at once
-            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            handle.seek(0)
-            owner = handle.read().strip() or "unknown"
-            handle.close()
-            raise StoreError(f"{self.path.parent} is being written by another robustlr process "
-                             f"(pid {owner}); wait for it to end or use another folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        self._lock = handle
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'writer'").fetchone()
+                other = writer_lock.live_writer(row[0] if row else None)
+                if other is not None:
+                    raise StoreError(f"{self.path.parent} is being written by another robustlr "
+                                     f"process (pid {other}; its lock file was removed); wait for "
+                                     "it to end or use another folder")
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('writer', ?)",
+                                 (writer_lock.identity(),))
+        except sqlite3.Error as error:
+            self._release()
+            raise self._error("write", error) from None
+        except StoreError:
+            self._release()
+            raise
 
-    def close(self) -> None:
-        self._db.close()
+    def _release(self) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
             self._lock = None
+
+    def close(self) -> None:
+        if self._lock is not None:
+            try:
+                self._write("DELETE FROM meta WHERE key = 'writer' AND value = ?",
+                            (writer_lock.identity(),))
+            except StoreError:
+                pass  # a stale row names a dead pid, which the next writer ignores
+        self._db.close()
+        self._release()
 
     def _write(self, sql: str, params: Iterable[Any] = ()) -> None:
         try:
@@ -155,7 +166,7 @@ class Store:
     def summaries(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT summary FROM trials WHERE summary IS NOT NULL "
                                 "ORDER BY position").fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return [_record(row[0], "a trial summary", self.path) for row in rows]
 
     def epochs(self, trial: str | None = None) -> list[dict[str, Any]]:
         """Every epoch row in grid order, or only ``trial``'s."""
@@ -165,8 +176,41 @@ class Store:
         else:
             rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
                                     "ORDER BY t.position, e.epoch").fetchall()
-        return [json.loads(row[0]) for row in rows]
+        return [_record(row[0], "an epoch row", self.path) for row in rows]
+
+    def trials(self) -> list[tuple[str, str, dict[str, Any] | None]]:
+        """(trial, status, summary or None) of every registered trial, in grid order."""
+        rows = self._db.execute("SELECT trial, status, summary FROM trials ORDER BY position")
+        return [(trial, status, None if summary is None
+                 else _record(summary, f"trial {trial}'s summary", self.path))
+                for trial, status, summary in rows.fetchall()]
 
     def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT status, COUNT(*) FROM trials GROUP BY status").fetchall()
         return dict(rows)
+
+
+_COLUMNS = {"meta": ["key", "value"],
+            "trials": ["trial", "position", "spec", "status", "summary", "error", "updated"],
+            "epochs": ["trial", "epoch", "record"]}
+
+
+def _check_schema(db: sqlite3.Connection, path: Path) -> None:
+    """A database whose tables were replaced is not silently resumed or reported."""
+    for table, columns in _COLUMNS.items():
+        found = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+        if found != columns:
+            raise StoreError(f"{path} is not a robustlr results database: table {table} has "
+                             f"columns {found}, expected {columns} (was it edited?)")
+
+
+def _record(text: Any, what: str, path: Path) -> dict[str, Any]:
+    """One JSON object of the database; anything else is one line naming it (exit 1)."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise StoreError(f"{path}: {what} is not a JSON object (the database was edited or is "
+                         "corrupted); restore it, or re-run the trial")
+    return value

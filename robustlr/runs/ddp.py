@@ -1,4 +1,4 @@
-"""One trial of a config on several processes (``robustlr train``): one trial of a config on several processes, as one data-parallel run.
+"""One trial of a config on several processes, as one data-parallel run (``robustlr train``).
 
     robustlr train experiments/x.yaml --nproc 4 --trial 2 --out runs/big
     torchrun --nproc-per-node 4 -m robustlr.cli train experiments/x.yaml --out runs/big
@@ -15,7 +15,6 @@ is one line and exit 2, a failed trial is recorded as ``failed`` and exits 1.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from robustlr import distributed
+from robustlr.config import ExperimentConfig
 from robustlr.errors import RunFailure
+from robustlr.grid import Trial
 from robustlr.results.store import FINAL_STATUSES, Store, StoreError
 from robustlr.runs import folder
 from robustlr.runs.folder import DATABASE, RunError, finish
@@ -35,8 +36,8 @@ log = logging.getLogger("robustlr")
 
 @dataclass(frozen=True)
 class Job:
-    config: object  # ExperimentConfig
-    trial: object  # grid.Trial
+    config: ExperimentConfig
+    trial: Trial
     position: int  # the trial's place in the grid
     run_dir: Path
     save_model: bool

@@ -13,16 +13,19 @@ import shutil
 from pathlib import Path
 
 from robustlr import config as config_module
-from robustlr.errors import InputError
+from robustlr import models
 from robustlr.config import ConfigError, ExperimentConfig
-from robustlr.results.export import write_exports
-from robustlr.runs.progress import Progress
-from robustlr.results.report import build_report
-from robustlr.runs.grid_runner import run_grid
-from robustlr.runs.tracking import check_tracker, open_tracker
-from robustlr.training.trial import prepare_data
 from robustlr.data import DataError
-from robustlr.results.store import Store, StoreError
+from robustlr.distributed import DeviceError, resolve_device
+from robustlr.errors import InputError, RunFailure
+from robustlr.results.export import write_exports
+from robustlr.results.report import build_report
+from robustlr.results.store import INTERRUPTED, Store, StoreError
+from robustlr.runs.grid_runner import run_grid
+from robustlr.runs.progress import Progress
+from robustlr.runs.tracking import check_tracker, open_tracker
+from robustlr.spec import SpecError, is_none, parse
+from robustlr.training.trial import prepare_data
 
 log = logging.getLogger("robustlr")
 
@@ -35,7 +38,9 @@ class RunError(InputError):
 
 def quick(config: ExperimentConfig) -> ExperimentConfig:
     """Every trial of ``config``, with fewer epochs, less data and smaller evaluations."""
-    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 2)})
+    # at most 400 training examples: a larger batch would be refused (and is no smoke test)
+    train = config.train.model_copy(update={"epochs": min(config.train.epochs, 2),
+                                            "batch_size": min(config.train.batch_size, 128)})
     data = config.data.model_copy(update={"limit": min(config.data.limit or 400, 400)})
     evaluation = config.evaluation.model_copy(update={
         "subset": min(config.evaluation.subset, 100),
@@ -65,10 +70,40 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
 def _check_data(config: ExperimentConfig) -> None:
     """Load the data once before any folder exists: a missing dataset is a one-line error,
     not one failed trial per grid point. Forked workers inherit the cached result."""
+    try:  # a device this machine lacks would fail every trial
+        resolve_device(config.train.device)
+    except DeviceError as error:
+        raise RunError(f"train.device: {error}") from None
     try:
-        prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
+        bundle = prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
     except DataError as error:
         raise RunError(f"data: {error}") from None
+    try:  # the model on this data: a factory that fails, logits that miss the classes
+        models.build(config.model, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
+                     mean=bundle.mean, std=bundle.std)
+    except (SpecError, ValueError) as error:
+        raise RunError(f"model: {error}") from None
+    examples = len(bundle.train[1])
+    if config.train.batch_size > examples:  # every epoch would be one short full batch
+        raise RunError(f"train.batch_size: {config.train.batch_size} is larger than the "
+                       f"{examples} training examples of data {config.data.name!r}; choose at "
+                       f"most {examples}")
+    if bundle.streamed:
+        _check_streamed(config)
+
+
+def _check_streamed(config: ExperimentConfig) -> None:
+    """What needs the training split as tensors (DP's Poisson sampling, poisons, filters,
+    the membership audit) cannot run on streamed data yet."""
+    needs = [f"regime {name!r}" for dims in config.dimension_sets() for name in
+             (parse(value, kind="regime").name for value in dims["regimes"]) if name == "dp"]
+    needs += [field for dims in config.dimension_sets() for field in ("poisoning", "filter")
+              if any(not is_none(value) for value in dims[field])]
+    needs += ["evaluation.membership"] if config.evaluation.membership else []
+    if needs:
+        raise RunError(f"data.stream: the training data streams (it is above "
+                       f"data.stream_above_gb or data.stream is true), but {needs[0]} needs it in "
+                       "memory; set data.stream: false")
 
 
 OPTIONAL = {"ray": ("ray", "--backend ray"), "mlflow": ("mlflow", "--track mlflow")}
@@ -96,6 +131,8 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
         return config, resume, store
     assert config is not None
     run_dir = out or _default_dir(config)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"--out: {run_dir} is a file, not a folder; choose a new folder name")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
                        f"continue it with --resume {run_dir}")
@@ -154,6 +191,7 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         for observer in observers:
             observer.run_finished(run_dir)
         log.info("run %s finished: %s", run_dir, store.counts())
+        _check_interrupted(run_dir, store)
     finally:
         for observer in observers:
             observer.close()
@@ -162,6 +200,18 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         log.removeHandler(handler)
         handler.close()
     return run_dir
+
+
+class TrialsInterrupted(RunFailure):
+    """Trials whose worker died: the rest of the grid is recorded, these are not (exit 1)."""
+
+
+def _check_interrupted(run_dir: Path, store: Store) -> None:
+    count = store.counts().get(INTERRUPTED, 0)
+    if count:
+        raise TrialsInterrupted(f"{count} trial{'s were' if count > 1 else ' was'} interrupted "
+                                f"(a worker died; see {DATABASE} and run.log); the rest are "
+                                f"recorded: run `robustlr run --resume {run_dir}` to finish them")
 
 
 def finish(run_dir: Path, store: Store, title: str, ranking=None) -> None:
@@ -173,6 +223,15 @@ def finish(run_dir: Path, store: Store, title: str, ranking=None) -> None:
                          f"{error.strerror or error} (is the disk full or the folder read-only?); "
                          f"the results are in {DATABASE}: free space, then run "
                          f"`robustlr report {run_dir}`") from None
+
+
+def trial_counts(run_dir: Path) -> dict[str, int]:
+    """Trials of a run folder by status (ok, failed, diverged, budget_exhausted, ...)."""
+    store = Store(run_dir / DATABASE)
+    try:
+        return store.counts()
+    finally:
+        store.close()
 
 
 def rebuild_report(run_dir: Path, ranking=None) -> None:
@@ -191,4 +250,5 @@ def rebuild_report(run_dir: Path, ranking=None) -> None:
         store.close()
 
 
-__all__ = ["execute", "start", "quick", "rebuild_report", "RunError", "ConfigError", "StoreError"]
+__all__ = ["execute", "start", "quick", "rebuild_report", "trial_counts", "RunError", "ConfigError",
+           "StoreError"]

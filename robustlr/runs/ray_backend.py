@@ -8,8 +8,8 @@ with its queue: a kill loses at most the epochs in flight, and no SQLite file is
 two machines. Yielding never blocks the task; a ``ray.get`` inside it (on a queue actor, say)
 would lend its CPU out while it waits, and Ray would start another trial beside it in a fresh
 worker that imports robustlr again. A task that dies (worker killed, out of memory) is
-recorded as failed after the events it sent, and the grid goes on; Ray does not retry it, as
-the local pool does not.
+recorded as interrupted after the events it sent (``--resume`` re-runs it), and the grid goes
+on; Ray does not retry it, as the local pool does not.
 
 A local Ray (no address) shares this environment. A cluster's nodes need the same robustlr
 installed, and the run folder and any relative path in the config must mean the same place
@@ -25,13 +25,15 @@ import queue
 import socket
 import threading
 from dataclasses import replace
+from typing import Any
 
 import ray
 import torch
 
 from robustlr.errors import InputError
 from robustlr.runs.events import TrialEnded
-from robustlr.runs.tasks import Recorder, TrialTask, crashed, execute
+from robustlr.runs.tasks import Recorder, TrialTask, execute, interrupted
+from robustlr.training.trial import failed_record
 
 POLL_SECONDS = 0.5
 
@@ -53,7 +55,7 @@ def _connect(address: str | None, workers: int) -> bool:
         return False
     # worker output stays in Ray's session logs; what a trial needs to say comes back as
     # its recorded error
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+    quiet: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     if address is None:  # "local": never join a cluster found on this machine by accident
         ray.init(address="local", num_cpus=workers, include_dashboard=False, **quiet)
         return True
@@ -153,8 +155,15 @@ def _collect(streams: dict, record: Recorder) -> None:
 
 
 def _crashed(task: TrialTask, end: Exception) -> TrialEnded:
-    return crashed(task, "the trial ended without a summary" if isinstance(end, StopIteration)
-                   else _describe(end))
+    """A stream that ended without the trial's summary: its worker or node died (Ray's system
+    errors), so the trial is interrupted, not failed; an error raised by the task's own code
+    is caught inside ``execute`` and arrives as a failed summary instead."""
+    if isinstance(end, StopIteration):
+        return interrupted(task, "the trial ended without a summary")
+    if isinstance(end, ray.exceptions.RayTaskError):  # raised by our code, outside execute
+        message = f"the Ray task raised {_describe(end)}"
+        return TrialEnded(task.trial.id, "failed", failed_record(task.trial, message), message)
+    return interrupted(task, f"its Ray worker died ({_describe(end)})")
 
 
 def _describe(error: Exception) -> str:

@@ -11,7 +11,12 @@ Two exceptions say so: ``plateau`` is metric-driven (``tracker()`` returns a mut
 optimizer-based (``optimizer_based = True``; the trainer swaps in a schedule-free optimizer).
 
 >>> schedule = parse("cosine(warmup=0.05, floor=0.01)")
->>> lr = base_lr * schedule(steps_taken / total_steps)          # doctest: +SKIP
+>>> str(schedule)
+'cosine(warmup=0.05, floor=0.01)'
+>>> [round(m, 4) for m in values(parse("step(milestones=[0.5], gamma=0.1)"), 4)]
+[1.0, 1.0, 0.1, 0.1]
+>>> schedule(0.0), schedule(1.0)   # warming up from 0; the floor at the end
+(0.0, 0.01)
 """
 
 from __future__ import annotations

@@ -11,12 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 from robustlr.spec import Registry, Spec
 
-if TYPE_CHECKING:  # pragma: no cover
-    from robustlr.schedules.special import PlateauTracker
+
+class Tracker(Protocol):
+    """The mutable, metric-driven part of a schedule (plateau's PlateauTracker)."""
+
+    factor: float
+
+    def observe(self, value: float) -> float: ...
 
 SCHEDULES = Registry("schedule")
 
@@ -26,7 +31,7 @@ _S = TypeVar("_S", bound=type)
 def register(name: str) -> Callable[[_S], _S]:
     """Register a schedule class under ``name`` and record the name on the class."""
     def add(cls: _S) -> _S:
-        cls.name = name
+        setattr(cls, "name", name)  # noqa: B010  (a ClassVar on Schedule subclasses)
         return SCHEDULES.register(name)(cls)
     return add
 
@@ -42,7 +47,7 @@ class Schedule:
     def __call__(self, progress: float) -> float:
         raise NotImplementedError
 
-    def tracker(self) -> PlateauTracker | None:
+    def tracker(self) -> Tracker | None:
         """A mutable metric tracker for metric-driven schedules; None for all others."""
         return None
 

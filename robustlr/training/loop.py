@@ -5,6 +5,7 @@ and timing.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -15,17 +16,25 @@ from typing import Any
 import torch
 
 from robustlr import models, schedules
+from robustlr.catalog import AVERAGING
 from robustlr.config import ExperimentConfig
+from robustlr.config import dump as dump_config
 from robustlr.data import DataBundle
 from robustlr.distributed import World
-from robustlr.grid import Trial
+from robustlr.errors import InputError
+from robustlr.grid import Trial, data_record
 from robustlr.modes import evaluating, training
 from robustlr.regimes import Regime, TrainingSetup
+from robustlr.spec import is_none
+from robustlr.training import checkpoint
+from robustlr.training.averaging import Averager, attach
 from robustlr.training.evaluation import Evaluation, evaluate
 from robustlr.training.probes import Probe
+from robustlr.training.recipe import Recipe
 from robustlr.training.setup import backward, begin_step, prepare
 
 EpochCallback = Callable[[dict[str, Any]], None]
+log = logging.getLogger("robustlr")
 
 
 @dataclass
@@ -39,6 +48,9 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_val: float = -math.inf
     best_epoch: int | None = None
+
+    def state(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
@@ -57,30 +69,43 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
     tracker = schedule.tracker()
     prepared = prepare(config, data, regime_spec=trial.regime, seed=trial.seed,
                        lr=config.train.lr * trial.lr_scale, world=world,
-                       total_steps=lambda batches: config.train.epochs * batches,
+                       total_steps=lambda steps_per_epoch: config.train.epochs * steps_per_epoch,
                        warmup=getattr(schedule, "warmup", 0.0) if schedule.optimizer_based else None)
-    setup, regime = prepared.setup, prepared.regime
+    setup, regime, recipe = prepared.setup, prepared.regime, prepared.recipe
     model, optimizer = setup.model, setup.optimizer
+    plain = regime.trained_model(model)
+    averager = None if is_none(trial.averaging) else attach(AVERAGING.build(trial.averaging), plain)
     if world.distributed:  # only the training step sees the wrapper; evaluation the module
         setup.model = regime.data_parallel(setup)
+    if config.train.compile:  # the step alone; evaluation and saving use the plain module
+        setup.model = torch.compile(setup.model)
     probes = probes or []
     run = _Progress()
+    parts = checkpoint.Parts(model=plain, optimizer=optimizer, regime=regime, recipe=recipe,
+                             generator=setup.generator, device=setup.device, tracker=tracker,
+                             averager=averager, probes=probes)
+    resume_dir, key = _resume_dir(config, trial, trial_dir, world)
+    first_epoch = _resume(resume_dir, key, parts, run, on_epoch)
 
-    for epoch in range(1, config.train.epochs + 1):
+    for epoch in range(first_epoch, config.train.epochs + 1):
         epoch_started = time.perf_counter()
-        loss_sum, correct, seen = _train_epoch(setup, regime, schedule, tracker, run)
+        loss_sum, correct, seen = _train_epoch(setup, regime, recipe, schedule, tracker, run,
+                                               averager)
         epoch_seconds = time.perf_counter() - epoch_started
         run.train_seconds += epoch_seconds
         run.samples += seen
         if run.status != "ok":
             break
+        if averager is not None and not averager.per_step:
+            averager.update(progress=min(run.steps / setup.total_steps, 1.0))
         with evaluating(model, optimizer, regime):
             val = evaluate(model, *data.val, num_classes=data.num_classes,
                            batch_size=config.evaluation.batch_size)
             test = evaluate(model, *data.test, num_classes=data.num_classes,
                             batch_size=config.evaluation.batch_size)
-            plain = regime.trained_model(model)
             extras = {name: value for probe in probes for name, value in probe.epoch(plain).items()}
+            if averager is not None:
+                extras.update(_averaged_row(averager, plain, setup, data, probes, config))
         row = _epoch_row(trial, epoch, run, optimizer, loss_sum, correct, seen, epoch_seconds,
                          val, test)
         row.update(regime.epoch_metrics())
@@ -89,40 +114,110 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         on_epoch(row)
         if tracker is not None:
             tracker.observe(val.loss if math.isfinite(val.loss) else row["train_loss"])
-        _checkpoint(config, trial_dir, regime.trained_model(model), data, trial, run, epoch)
+        _checkpoint(config, trial_dir, plain, data, trial, run, epoch)
         stop = regime.stop_reason()
         if stop is not None:
             run.status = stop
             break
+        if resume_dir is not None and epoch % config.train.checkpoint_every == 0:
+            checkpoint.save(resume_dir, epoch=epoch, parts=parts, progress=run.state(), key=key)
 
     final_model = regime.trained_model(model)
     if save_model and trial_dir is not None:
         _save(final_model, trial_dir / "model.pt", config, data, trial)
+        if averager is not None and averager.ready:
+            with averager.swapped_in(final_model, setup.loader,
+                                     generator=setup.generator) as averaged:
+                _save(averaged, trial_dir / "model_avg.pt", config, data, trial)
     summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
     summary["planned_steps"] = setup.total_steps
+    if averager is not None:
+        summary.update(_averaged_summary(run.history))
     evaluation_started = time.perf_counter()
     for probe in probes:
         with evaluating(model, optimizer, regime):
             summary.update(probe.final(final_model, trial_dir))
     summary["eval_seconds"] = time.perf_counter() - evaluation_started
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
+    if resume_dir is not None:
+        checkpoint.clear(resume_dir)
     return summary
 
 
-def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Schedule,
-                 tracker, run: _Progress) -> tuple[float, float, int]:
+def _resume_dir(config: ExperimentConfig, trial: Trial, trial_dir: Path | None,
+                world: World) -> tuple[Path | None, str]:
+    if config.train.checkpoint_every is None or trial_dir is None:
+        return None, ""
+    if world.distributed:
+        raise InputError("train.checkpoint_every: resume checkpoints are not supported under "
+                         "train --nproc yet; leave it out")
+    return trial_dir / "resume", checkpoint.fingerprint(dump_config(config), trial.id)
+
+
+def _resume(resume_dir: Path | None, key: str, parts: checkpoint.Parts, run: _Progress,
+            on_epoch: EpochCallback) -> int:
+    """Continue from the newest complete checkpoint, if any: restore every part, re-emit the
+    epoch rows so far (the store dropped the interrupted attempt's rows); returns the first
+    epoch to train."""
+    state = checkpoint.load(resume_dir, key=key) if resume_dir is not None else None
+    if state is None:
+        return 1
+    checkpoint.restore(state, parts)
+    for name, value in state["progress"].items():
+        setattr(run, name, value)
+    for row in run.history:
+        on_epoch(row)
+    log.info("trial resumed after epoch %d from %s", state["epoch"], resume_dir)
+    return state["epoch"] + 1
+
+
+def _averaged_row(averager: Averager, model, setup: TrainingSetup, data: DataBundle,
+                  probes: list[Probe], config: ExperimentConfig) -> dict[str, float]:
+    """The averaged weights' clean test accuracy and probe numbers (``avg_*``), measured
+    without consuming the global RNG, so the raw trajectory is that of a run without
+    averaging."""
+    if not averager.ready:
+        return {"avg_test_acc": math.nan}
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            averager.swapped_in(model, setup.loader, generator=setup.generator) as averaged:
+        averaged.eval()
+        row = {"avg_test_acc": evaluate(averaged, *data.test, num_classes=data.num_classes,
+                                        batch_size=config.evaluation.batch_size).acc}
+        for probe in probes:
+            row.update(probe.averaged(averaged))
+    return row
+
+
+def _averaged_summary(history: list[dict[str, Any]]) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    robust = [row["avg_monitor_robust_acc"] for row in history
+              if math.isfinite(row.get("avg_monitor_robust_acc", math.nan))]
+    summary = {"avg_clean_acc": last.get("avg_test_acc")}
+    if robust:
+        summary.update(avg_monitor_robust_acc=last.get("avg_monitor_robust_acc"),
+                       avg_monitor_robust_acc_max=max(robust),
+                       avg_robust_gap=max(robust) - last.get("avg_monitor_robust_acc", math.nan))
+    return summary
+
+
+def _train_epoch(setup: TrainingSetup, regime: Regime, recipe: Recipe,
+                 schedule: schedules.Schedule, tracker, run: _Progress,
+                 averager: Averager | None) -> tuple[float, float, int]:
     model, optimizer = setup.model, setup.optimizer
     training(model, optimizer)
+    parameters = list(model.parameters())
     loss_sum = torch.zeros((), device=setup.device)
     correct = torch.zeros((), device=setup.device)
     seen = 0
     nonfinite = False
-    for x, y in setup.loader:
+    last = len(setup.loader) - 1
+    for index, (x, y) in enumerate(setup.loader):
         progress = min(run.steps / setup.total_steps, 1.0)
         factor = tracker.factor if tracker is not None else 1.0
         if begin_step(setup, regime, lr=schedule(progress) * factor, progress=progress) is not None:
             break
-        out = backward(setup, regime, x, y, progress=progress)
+        out = backward(setup, regime, x, y, progress=progress, recipe=recipe)
         value = out["loss"]
         # Poisson sampling can draw an empty batch (a NaN mean), which is still a step.
         if len(y) and not torch.isfinite(value):
@@ -133,8 +228,10 @@ def _train_epoch(setup: TrainingSetup, regime: Regime, schedule: schedules.Sched
         loss_sum += value * len(y)
         correct += (out["logits"].detach().argmax(1) == y).sum()
         seen += len(y)
-        if regime.step(optimizer):
+        if recipe.ready(last=index == last) and recipe.step(optimizer, regime, parameters):
             run.steps += 1
+            if averager is not None and averager.per_step:
+                averager.update(progress=min(run.steps / setup.total_steps, 1.0))
             if setup.world.distributed and setup.world.any(nonfinite, setup.device):
                 run.status = "diverged"
                 break
@@ -166,7 +263,8 @@ def _epoch_row(trial: Trial, epoch: int, run: _Progress, optimizer, loss_sum: fl
 def _selection_score(row: dict[str, Any], select: str) -> float:
     """Best checkpoint by validation accuracy (clean or robust); without a validation split,
     by the test-set number (then the ``_best`` fields are optimistic, as the README says)."""
-    val_key, test_key = ("val_robust_acc", "robust_acc") if select == "robust" else ("val_acc", "test_acc")
+    val_key, test_key = (("monitor_val_robust_acc", "monitor_robust_acc") if select == "robust"
+                         else ("val_acc", "test_acc"))
     value = row.get(val_key, math.nan)
     return row[test_key] if not math.isfinite(value) else value
 
@@ -190,7 +288,9 @@ def _save(model, path: Path, config: ExperimentConfig, data: DataBundle, trial: 
     path.parent.mkdir(parents=True, exist_ok=True)
     models.save(model, path, spec=config.model, input_shape=data.input_shape,
                 num_classes=data.num_classes, mean=data.mean, std=data.std,
-                extra={"trial": trial.id, "epoch": epoch, "schedule": trial.schedule})
+                extra={"trial": trial.id, "epoch": epoch, "schedule": trial.schedule,
+                       # `robustlr attack` evaluates on this split and refuses another one
+                       "data": data_record(config.data, data, seed=trial.seed)})
 
 
 def _summary(trial: Trial, run: _Progress, wall_seconds: float, regime: Regime,

@@ -12,18 +12,11 @@ import torch
 
 from robustlr import models, optimizers
 from robustlr.config import ExperimentConfig
-from robustlr.data import DataBundle
-from robustlr.distributed import ShardedBatches, World, check_batches, rank_device
+from robustlr.data import DataBundle, augment, streaming
+from robustlr.distributed import ShardedBatches, World, check_batches, resolve_device
 from robustlr.errors import InputError
 from robustlr.regimes import REGIMES, Regime, TrainingSetup
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"train.device is {name!r} but CUDA is not available; use auto or cpu")
-    return torch.device(name)
+from robustlr.training.recipe import Recipe
 
 
 class TensorBatches:
@@ -49,40 +42,63 @@ class TensorBatches:
 class Prepared:
     setup: TrainingSetup  # as the regime wrapped it (DP replaces model, optimizer, loader)
     regime: Regime
+    recipe: Recipe  # precision, accumulation, clipping: pass it to backward() and step()
 
 
 def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, seed: int,
             lr: float, total_steps: Callable[[int], int], world: World | None = None,
             warmup: float | None = None) -> Prepared:
-    """Build a trial's model, batches, optimizer and regime. ``total_steps(batches_per_epoch)``
-    plans the run's optimizer steps; ``warmup`` (a fraction of them) is passed to a
-    schedule-free optimizer, which warms up inside itself."""
+    """Build a trial's model, batches, optimizer and regime. ``total_steps(steps_per_epoch)``
+    plans the run's optimizer steps (with ``train.accumulate``, fewer than batches);
+    ``warmup`` (a fraction of them) is passed to a schedule-free optimizer, which warms up
+    inside itself."""
     world = world or World()
-    device = rank_device(config.train.device, world) if world.distributed else \
-        resolve_device(config.train.device)
+    device = resolve_device(config.train.device, world)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     regime: Regime = REGIMES.build(regime_spec)
+    regime.label_smoothing = config.train.label_smoothing
+    recipe = Recipe.from_config(config.train, device)
     model = models.build(config.model, input_shape=data.input_shape,
                          num_classes=data.num_classes, mean=data.mean, std=data.std).to(device)
+    if recipe.channels_last:  # before the optimizer sees the parameters
+        model = model.to(memory_format=torch.channels_last)
     x_train, y_train = data.train
-    if world.distributed:
-        check_batches(len(y_train), config.train.batch_size, world)
-        loader = ShardedBatches(x_train, y_train, batch_size=config.train.batch_size,
-                                generator=generator, device=device, world=world)
-    else:
-        loader = TensorBatches(x_train, y_train, batch_size=config.train.batch_size,
-                               generator=generator, device=device)
-    steps = total_steps(len(loader))
+    loader = _loader(config, data, generator, device, world)
+    steps = total_steps(recipe.steps_per_epoch(len(loader)))
     optimizer = optimizers.build(config.train, model.parameters(), lr=lr,
                                  schedule_free_warmup_steps=None if warmup is None
                                  else round(warmup * steps))
     setup = regime.prepare(TrainingSetup(
         model=model, optimizer=optimizer, loader=loader, total_steps=steps,
-        epochs=math.ceil(steps / len(loader)), dataset_size=len(y_train),
+        epochs=math.ceil(steps / recipe.steps_per_epoch(len(loader))), dataset_size=len(y_train),
         batch_size=config.train.batch_size, device=device, generator=generator,
         train_data=(x_train, y_train), world=world))
-    return Prepared(setup, regime)
+    augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
+    if augmentation is not None and not data.streamed:  # streamed: per example, in the workers
+        setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator)
+    return Prepared(setup, regime, recipe)
+
+
+def _loader(config: ExperimentConfig, data: DataBundle, generator: torch.Generator,
+            device: torch.device, world: World):
+    """The training batches: a DataLoader over streamed data (augmented per example), else
+    the in-memory tensors on the device (one process, or this rank's shard)."""
+    batch_size = config.train.batch_size
+    if data.streamed:
+        if world.distributed:
+            raise InputError("data.stream: streamed training data is not supported with "
+                             "train --nproc yet; set data.stream: false")
+        augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
+        return streaming.loader(data.train_stream, batch_size=batch_size, generator=generator,
+                                device=device, workers=config.data.workers,
+                                transform=augmentation.items() if augmentation else None)
+    x_train, y_train = data.train
+    if world.distributed:
+        check_batches(len(y_train), batch_size, world)
+        return ShardedBatches(x_train, y_train, batch_size=batch_size, generator=generator,
+                              device=device, world=world)
+    return TensorBatches(x_train, y_train, batch_size=batch_size, generator=generator, device=device)
 
 
 def begin_step(setup: TrainingSetup, regime: Regime, *, lr: float, progress: float) -> str | None:
@@ -94,11 +110,15 @@ def begin_step(setup: TrainingSetup, regime: Regime, *, lr: float, progress: flo
 
 
 def backward(setup: TrainingSetup, regime: Regime, x: torch.Tensor, y: torch.Tensor, *,
-             progress: float) -> dict[str, torch.Tensor]:
-    """The regime's losses for one batch, back-propagated; ``loss`` comes back detached
-    (Opacus' ghost-clipping loss is no tensor but detaches to one). The caller then calls
-    ``regime.step(optimizer)``, which says whether an optimizer step was taken."""
-    out = regime.losses(setup.model, x, y, progress=progress)
-    setup.optimizer.zero_grad(set_to_none=True)
-    out["loss"].backward()
+             progress: float, recipe: Recipe | None = None) -> dict[str, torch.Tensor]:
+    """The regime's losses for one batch, under the recipe's autocast, back-propagated into
+    the accumulated gradient; ``loss`` comes back detached (Opacus' ghost-clipping loss is no
+    tensor but detaches to one). The caller then calls ``recipe.step(...)`` when
+    ``recipe.ready(...)`` (without a recipe: ``regime.step(optimizer)``), which says whether
+    an optimizer step was taken."""
+    recipe = recipe or Recipe(device=setup.device)
+    x = recipe.inputs(x)
+    with recipe.autocast():
+        out = regime.losses(setup.model, x, y, progress=progress)
+    recipe.backward(out["loss"], setup.optimizer)
     return {**out, "loss": out["loss"].detach()}

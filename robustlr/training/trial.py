@@ -37,7 +37,7 @@ def _poison_stage(config: ExperimentConfig, trial: Trial, world: World) -> poiso
     if clean or not world.distributed:
         assert stage is not None
         return stage
-    shared = [stage.bundle if stage is not None else None]
+    shared: list[Any] = [stage.bundle if stage is not None else None]
     dist.broadcast_object_list(shared, src=0)
     return stage if stage is not None else poison_stage.PoisonStage(shared[0], None, {})
 

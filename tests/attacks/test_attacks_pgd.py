@@ -27,7 +27,7 @@ def accuracy(model, x, y) -> float:
 
 def test_import_resolves_to_this_repository():
     # an editable install made before attacks/__init__.py existed resolves a namespace package
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     assert attacks.__file__ is not None
     assert Path(attacks.__file__).resolve() == repo / "attacks" / "__init__.py"
 
@@ -192,3 +192,64 @@ def test_generator_on_cpu_reproduces(digits_cnn, batch):
     a, b = (pgd(digits_cnn, x, y, eps=0.1, step_size=0.02, steps=2,
                 generator=torch.Generator().manual_seed(5)) for _ in range(2))
     assert torch.equal(a, b)
+
+
+# --- the random start's distribution (a start drawn in [0, eps] instead of [-eps, eps] leaves
+# every test above passing: only the distribution itself can tell) ---------------------------
+
+def _flat_model() -> nn.Module:
+    """Logits that ignore the input: the input gradient is exactly zero, so an attack returns
+    its random start (projected), whatever the number of steps."""
+    linear = nn.Linear(64, 3)
+    with torch.no_grad():
+        linear.weight.zero_()
+    return nn.Sequential(nn.Flatten(), linear)
+
+
+def _starts(attack: str, eps: float, norm: str = "linf") -> torch.Tensor:
+    """Perturbations of 512 random starts around a mid-grey image (far from the box edges)."""
+    x, y = torch.full((512, 1, 8, 8), 0.5), torch.zeros(512, dtype=torch.int64)
+    g = torch.Generator().manual_seed(7)
+    if attack == "pgd_steps0":
+        x_adv = pgd(_flat_model(), x, y, eps=eps, step_size=eps, steps=0, norm=norm, generator=g)
+    elif attack == "pgd_flat":
+        x_adv = pgd(_flat_model(), x, y, eps=eps, step_size=eps / 4, steps=3, norm=norm,
+                    generator=g)
+    elif attack == "PGD":
+        x_adv = PGD(eps=eps, steps=2, norm=norm, seed=7)(_flat_model(), x, y)
+    elif attack == "fgsm_rs":
+        x_adv = fgsm(_flat_model(), x, y, eps=eps, step_size=1.25 * eps, random_start=True,
+                     generator=g)
+    else:
+        x_adv = FGSM(eps=eps, random_start=True, seed=7)(_flat_model(), x, y)
+    return (x_adv - x).flatten(1)
+
+
+@pytest.mark.parametrize("attack", ["pgd_steps0", "pgd_flat", "PGD", "fgsm_rs", "FGSM"])
+def test_linf_random_start_is_uniform_on_the_whole_ball(attack):
+    eps = 0.1
+    delta = _starts(attack, eps)
+    assert delta.abs().max() <= eps + 1e-6
+    # uniform on [-eps, eps]: mean 0, a quarter below -eps/2, a quarter above eps/2, std eps/sqrt(3)
+    assert abs(delta.mean().item()) < 0.02 * eps
+    assert abs((delta < -eps / 2).float().mean().item() - 0.25) < 0.01
+    assert abs((delta > eps / 2).float().mean().item() - 0.25) < 0.01
+    assert delta.min() < -0.99 * eps and delta.max() > 0.99 * eps
+    assert abs(delta.std().item() - eps / 3 ** 0.5) < 0.02 * eps
+
+
+@pytest.mark.parametrize("attack", ["pgd_steps0", "pgd_flat", "PGD"])
+def test_l2_random_start_is_uniform_in_the_ball(attack):
+    eps, d = 0.5, 64
+    delta = _starts(attack, eps, norm="l2")
+    radius = delta.norm(dim=1)
+    assert radius.max() <= eps + 1e-6
+    # uniform in the d-ball: (radius / eps)^d is uniform on [0, 1] (Kolmogorov-Smirnov distance)
+    u = (radius / eps).pow(d).sort().values
+    ecdf = torch.arange(1, len(u) + 1) / len(u)
+    assert (ecdf - u).abs().max() < 1.63 / len(u) ** 0.5  # the 1% critical value
+    # and the direction is isotropic: every coordinate takes both signs, mean 0
+    assert abs(delta.mean().item()) < 0.05 * eps / d ** 0.5
+    assert abs((delta > 0).float().mean().item() - 0.5) < 0.02
+    per_coordinate = delta.mean(dim=0)
+    assert per_coordinate.abs().max() < 4 * (eps / d ** 0.5) / len(delta) ** 0.5

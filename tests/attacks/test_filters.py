@@ -71,7 +71,9 @@ def test_penultimate_is_head_input_and_restores_mode(digits_cnn, digits_tensors)
     digits_cnn.eval()
     with torch.no_grad():
         assert torch.allclose(digits_cnn[-1](features), digits_cnn(x), atol=1e-5)
-        assert torch.equal(features, digits_cnn[:-1](x))
+        # batches of 10 against one batch of 37: float kernels differ in the last bits across
+        # batch shapes, so only a tolerance is stable (FINDINGS: an exact compare flaked)
+        assert torch.allclose(features, digits_cnn[:-1](x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", FEATURE_FILTERS + ["loss_trajectory"])
@@ -184,10 +186,39 @@ def test_loss_trajectory_flags_fast_and_never_fitted():
 
 
 def test_filter_metrics_values():
-    keep = torch.tensor([False, False, True, True, False, True])
-    metrics = filter_metrics(keep, torch.tensor([0, 1, 2]))
-    assert metrics == {"filter_precision": 2 / 3, "filter_recall": 2 / 3,
-                       "filter_f1": pytest.approx(2 / 3), "clean_removed": 1 / 3}
+    # 10 examples, poison at 0-3; removed 0, 1, 4: caught 2 of 3 removed, 2 of 4 poisons,
+    # 1 of 6 clean examples. Precision, recall and the clean share all differ, so a swapped
+    # denominator cannot pass.
+    keep = torch.ones(10, dtype=torch.bool)
+    keep[[0, 1, 4]] = False
+    metrics = filter_metrics(keep, torch.tensor([0, 1, 2, 3]))
+    precision, recall = 2 / 3, 2 / 4
+    assert metrics == {"filter_precision": precision, "filter_recall": recall,
+                       "filter_f1": pytest.approx(2 * precision * recall / (precision + recall)),
+                       "clean_removed": 1 / 6}
+
+
+@pytest.mark.parametrize("removed,poisoned,expected", [
+    ([], [0, 1], {"filter_precision": 0.0, "filter_recall": 0.0, "filter_f1": 0.0,
+                  "clean_removed": 0.0}),
+    ([2], [], {"filter_precision": 0.0, "filter_recall": 1.0, "filter_f1": 0.0,
+               "clean_removed": 1 / 4}),
+    ([0, 1], [0, 1], {"filter_precision": 1.0, "filter_recall": 1.0, "filter_f1": 1.0,
+                      "clean_removed": 0.0}),
+    ([0, 1, 2, 3], [0, 1, 2, 3], {"filter_precision": 1.0, "filter_recall": 1.0,
+                                  "filter_f1": 1.0, "clean_removed": 0.0}),
+])
+def test_filter_metrics_edges(removed, poisoned, expected):
+    """Nothing removed: precision 0; no poison: recall 1; every example poisoned: no clean
+    example to remove, clean_removed 0 (not a division by zero)."""
+    keep = torch.ones(4, dtype=torch.bool)
+    keep[removed] = False
+    assert filter_metrics(keep, torch.tensor(poisoned, dtype=torch.int64)) == expected
+
+
+def test_filter_metrics_accepts_an_integer_keep_mask():
+    keep = torch.tensor([0, 1, 1, 0])
+    assert filter_metrics(keep, torch.tensor([0]))["filter_precision"] == 0.5
 
 
 @pytest.mark.parametrize("make,field", [

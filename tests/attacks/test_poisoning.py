@@ -143,6 +143,45 @@ def test_backdoor_metrics_on_trained_model(digits_tensors):
     assert metrics["asr"] >= 0.9 and metrics["asr"] + metrics["ra"] <= 1.0
 
 
+class _Corner:
+    """A trigger: the last pixel set to 1."""
+
+    target = 0
+
+    def apply_trigger(self, x):
+        x = x.clone()
+        x[..., -1, -1] = 1.0
+        return x
+
+
+class _Reader(torch.nn.Module):
+    """Reads the class written in the first pixel (class / 10); on triggered inputs, classes
+    1 and 3 flip to the target 0. Its predictions are known exactly."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # gives the metrics a device
+
+    def forward(self, x):
+        c = (x[:, 0, 0, 0] * 10).round().long()
+        triggered = x[:, 0, -1, -1] == 1.0
+        c = torch.where(triggered & ((c == 1) | (c == 3)), torch.zeros_like(c), c)
+        return torch.nn.functional.one_hot(c, 10).float()
+
+
+def test_backdoor_metrics_exact_values_skip_the_target_class():
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 0])
+    x = torch.zeros(len(y), 1, 3, 3)
+    x[:, 0, 0, 0] = y / 10
+    model = _Reader().eval()
+    # outside the target class: 1, 2, 3, 4, 5 -> triggered predictions 0, 2, 0, 4, 5
+    metrics = backdoor_metrics(model, x, y, _Corner(), batch_size=2)
+    assert metrics == {"asr": pytest.approx(2 / 5), "ra": pytest.approx(3 / 5)}
+    assert not model.training  # an eval model stays in eval
+    with pytest.raises(ValueError, match="no example outside the target class"):
+        backdoor_metrics(model, x[y == 0], y[y == 0], _Corner())
+
+
 def test_clean_label_keeps_labels_and_perturbs_target_class(digits_tensors, digits_cnn):
     pytest.importorskip("robustlr.attacks.pgd")
     from robustlr.attacks.poisoning import CleanLabel

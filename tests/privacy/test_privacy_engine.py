@@ -91,7 +91,7 @@ def _pgd(model, x, y, *, eps=0.1, step_size=0.03, steps=3):
     return x_adv
 
 
-@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+@pytest.mark.parametrize("mode", ["ghost", "hooks", "ghost_bk"])
 def test_attacks_work_inside_hooks_disabled_and_training_continues(digits_tensors, mode):
     from art.attacks.evasion import FastGradientMethod
     from art.estimators.classification import PyTorchClassifier

@@ -1,5 +1,8 @@
 """The run report: ``report.md`` and a self-contained ``report.html``, rebuilt from the
-database by ``robustlr report DIR``."""
+database by ``robustlr report DIR``.
+
+It opens with the verdict per threat model (sentences, frontiers, rankings); the evidence
+sections (trajectories, privacy, poisoning, sensitivity, cost) follow."""
 
 from __future__ import annotations
 
@@ -9,28 +12,40 @@ from typing import Any
 
 from robustlr.results.report.constraints import constrained_section
 from robustlr.results.report.document import Document
-from robustlr.results.report.frontiers import frontier_section
+from robustlr.results.report.plotting import Palette
 from robustlr.results.report.poisoning import poisoning_section
 from robustlr.results.report.privacy import privacy_section
 from robustlr.results.report.robustness import robustness_section
-from robustlr.results.report.sections import clean_sections
+from robustlr.results.report.sections import clean_sections, failures_section, status_line
 from robustlr.results.report.sensitivity import sensitivity_section
+from robustlr.results.report.verdict import ranking_section, verdict_section
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
-# Later threat models append their sections here; each skips itself when its fields are absent.
+# The evidence after the verdict; each skips itself when its fields are absent.
 SECTIONS: list[Section] = [clean_sections, robustness_section, privacy_section,
-                           poisoning_section, frontier_section, sensitivity_section]
+                           poisoning_section, sensitivity_section, failures_section]
+
+
+def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, Any]],
+            ranking=None) -> Document:
+    """The report as a document, not yet rendered. ``ranking`` (a config's ``report``
+    settings) adds the ranking under constraints and chooses the LR scale per schedule
+    (``select_lr``)."""
+    document = Document(f"robustlr report: {title}",
+                        palette=Palette(r.get("schedule") for r in summaries))
+    status_line(document, summaries)
+    judged = verdict_section(document, summaries, getattr(ranking, "select_lr", "none"))
+    constrained_section(document, summaries, ranking)
+    ranking_section(document, judged)
+    for section in SECTIONS:
+        section(document, summaries, rows)
+    return document
 
 
 def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],
                  rows: list[dict[str, Any]], ranking=None) -> None:
-    """``ranking`` (a config's ``report`` settings) adds the ranking under constraints."""
-    document = Document(f"robustlr report: {title}")
-    for section in SECTIONS:
-        section(document, summaries, rows)
-    constrained_section(document, summaries, ranking)
-    document.render(run_dir)
+    compose(title, summaries, rows, ranking).render(run_dir)
 
 
-__all__ = ["build_report", "SECTIONS", "Document"]
+__all__ = ["build_report", "compose", "SECTIONS", "Document"]

@@ -2,12 +2,13 @@
 groups whose epsilon is at most 3 and attack success at most 10%. Groups are (schedule,
 regime / poison / filter, LR scale); a group is admissible when the seed means of its trials
 meet every bound, the rule ``robustlr gate`` applies. Groups that break a bound are listed
-below the ranking with what they break, so a reader sees what the constraint cost."""
+below the ranking with what they break, so a reader sees what the constraint cost. Bounds and
+shares are in percent, like the rest of the report."""
 
 from __future__ import annotations
 
-from robustlr.records import LOWER_IS_BETTER
-from robustlr.results.bounds import Bound
+from robustlr.records import LOWER_IS_BETTER, PERCENT_METRICS
+from robustlr.results.bounds import Bound, from_mapping
 from robustlr.results.groups import GROUP_KEYS, label
 from robustlr.results.report.document import Document
 from robustlr.results.stats import group, interval
@@ -17,10 +18,10 @@ def constrained_section(document: Document, summaries: list[dict], settings) -> 
     if settings is None or settings.rank_by is None:
         return
     usable = [r for r in summaries if r.get("status") not in ("failed", "diverged")]
-    bounds = [Bound("min", k, v) for k, v in settings.min.items()] + \
-             [Bound("max", k, v) for k, v in settings.max.items()]
+    bounds = from_mapping("min", settings.min) + from_mapping("max", settings.max)
     metrics = list(dict.fromkeys([settings.rank_by, *(b.metric for b in bounds)]))
-    admitted, excluded = [], []
+    admitted: list[tuple] = []
+    excluded: list[tuple] = []
     for key, runs in group(usable, GROUP_KEYS).items():
         means = {name: interval([r.get(name) for r in runs]) for name in metrics}
         broken = [_broken(bound, means[bound.metric]) for bound in bounds]
@@ -35,14 +36,23 @@ def constrained_section(document: Document, summaries: list[dict], settings) -> 
     document.text(f"Best {settings.rank_by} ({'lower' if lower else 'higher'} is better) "
                   f"among the groups whose seed means satisfy {rule}: "
                   f"{len(admitted)} of {len(admitted) + len(excluded)} groups qualify.")
-    header = ["rank", "group", "seeds", *metrics]
+    header = ["rank", "group", "seeds", *[_title(m) for m in metrics]]
     document.table(header, [[str(rank), label(key), str(means[settings.rank_by].n),
-                             *[means[m].text(digits=3) for m in metrics]]
+                             *[_text(m, means[m]) for m in metrics]]
                             for rank, (key, means, _) in enumerate(admitted, 1)])
     if excluded:
-        document.table(["excluded group", *metrics, "breaks"],
-                       [[label(key), *[means[m].text(digits=3) for m in metrics],
+        document.table(["excluded group", *[_title(m) for m in metrics], "breaks"],
+                       [[label(key), *[_text(m, means[m]) for m in metrics],
                          "; ".join(broken)] for key, means, broken in excluded])
+
+
+def _title(metric: str) -> str:
+    return metric + (" %" if metric in PERCENT_METRICS else "")
+
+
+def _text(metric: str, value) -> str:
+    percent = metric in PERCENT_METRICS
+    return value.text(scale=100.0 if percent else 1.0, digits=1 if percent else 3)
 
 
 def _broken(bound: Bound, value) -> str | None:
@@ -50,4 +60,5 @@ def _broken(bound: Bound, value) -> str | None:
         return None
     if not value.n:
         return f"no {bound.metric}"
-    return f"{bound.metric} {value.mean:.3g} {'<' if bound.kind == 'min' else '>'} {bound.limit:g}"
+    return (f"{bound.metric} {bound.shown(value.mean):.3g} "
+            f"{'<' if bound.kind == 'min' else '>'} {bound.text.split()[-1]}")

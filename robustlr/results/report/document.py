@@ -14,6 +14,9 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
+from robustlr.results.nofollow import write_atomic  # noqa: E402
+from robustlr.results.report.plotting import Palette  # noqa: E402
+
 
 @dataclass
 class Table:
@@ -32,12 +35,16 @@ class Plot:
 class Document:
     title: str
     blocks: list[tuple[str, object]] = field(default_factory=list)
+    palette: Palette = field(default_factory=lambda: Palette([]))  # one colour per schedule
 
     def heading(self, text: str) -> None:
         self.blocks.append(("heading", text))
 
     def text(self, text: str) -> None:
         self.blocks.append(("text", text))
+
+    def bullets(self, items: list[str]) -> None:
+        self.blocks.append(("bullets", list(items)))
 
     def table(self, header: list[str], rows: list[list[str]]) -> None:
         self.blocks.append(("table", Table(header, rows)))
@@ -56,15 +63,19 @@ class Document:
             elif kind == "text":
                 markdown += [value, ""]
                 body.append(f"<p>{html.escape(value)}</p>")
+            elif kind == "bullets":
+                markdown += [f"- {item}" for item in value] + [""]
+                body.append('<ul class="verdict">' + "".join(
+                    f"<li>{html.escape(item)}</li>" for item in value) + "</ul>")
             elif kind == "table":
                 markdown += _markdown_table(value) + [""]
                 body.append(_html_table(value))
             else:
                 png = _png(value.figure)
-                (figures / f"{value.name}.png").write_bytes(png)
+                write_atomic(figures / f"{value.name}.png", png)
                 markdown += [f"![{value.caption}](figures/{value.name}.png)", "", f"*{value.caption}*", ""]
                 encoded = base64.b64encode(png).decode()
-                body.append(f'<figure><img alt="{html.escape(value.caption)}" '
+                body.append(f'<figure id="{value.name}"><img alt="{html.escape(value.caption)}" '
                             f'src="data:image/png;base64,{encoded}"><figcaption>'
                             f"{html.escape(value.caption)}</figcaption></figure>")
         _write(run_dir / "report.md", "\n".join(markdown))
@@ -97,12 +108,12 @@ def _page(title: str, body: str) -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
-             "img{max-width:100%}figcaption{color:#555;font-size:90%}")
+             "img{max-width:100%}figcaption{color:#555;font-size:90%}"
+             "ul.verdict{margin:.4em 0;padding-left:1.2em}ul.verdict li{margin:.2em 0}"
+             "h1{font-size:1.5em;margin:.3em 0}")
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
             f"{html.escape(title)}</title><style>{style}</style></head><body>{body}</body></html>\n")
 
 
 def _write(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
+    write_atomic(path, text)  # never through a link planted in the run folder

@@ -1,6 +1,7 @@
 """Report section for poisoning: attack success rate (ASR) per epoch per schedule (when each
 schedule learns the backdoor), clean accuracy against ASR per schedule and filter, the
-filters' precision and recall against the known poisons, and C-ACC / ASR / RA per schedule,
+filters' precision and recall against the known poisons (clean accuracy against ASR per
+scenario is the verdict's frontier), and C-ACC / ASR / RA per schedule,
 poison and filter beside the unpoisoned baseline. Skips itself when no trial was poisoned."""
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robustlr.results.report.document import Document
+from robustlr.results.report.plotting import legend
 from robustlr.results.report.sections import percent
 from robustlr.results.stats import finite as _number
 from robustlr.results.stats import group, interval
 from robustlr.spec import is_none
 
 _STYLES = ("-", "--", ":", "-.")
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def poisoning_section(document: Document, summaries: list[dict], rows: list[dict]) -> None:
@@ -35,8 +36,7 @@ def poisoning_section(document: Document, summaries: list[dict], rows: list[dict
         "Mean ± 95% t-interval across seeds.")
     triggered = [r for r in poisoned if _number(r.get("asr")) is not None]
     if triggered:
-        _asr_per_epoch(document, triggered, rows)
-        _accuracy_vs_asr(document, triggered)
+        _asr_per_epoch(document, triggered, rows)  # clean accuracy vs ASR: in the verdict
     _filter_table(document, poisoned)
     _outcome_table(document, summaries, poisoned)
 
@@ -46,8 +46,6 @@ def _asr_per_epoch(document: Document, triggered: list[dict], rows: list[dict]) 
     for row in sorted(rows, key=lambda r: r["epoch"]):
         by_trial[row["trial"]].append(row)
     poisons = list(dict.fromkeys(r["poison"] for r in triggered))
-    schedule_colour = {s: f"C{i % 10}" for i, s in
-                       enumerate(dict.fromkeys(r["schedule"] for r in triggered))}
     filter_style = {f: _STYLES[i % len(_STYLES)] for i, f in
                     enumerate(dict.fromkeys(r["filter"] for r in triggered))}
     figure = Figure(figsize=(7, 3.4 * len(poisons)))
@@ -60,14 +58,14 @@ def _asr_per_epoch(document: Document, triggered: list[dict], rows: list[dict]) 
             mean = [_mean([c[i] for c in curves]) for i in range(length)]
             label = f"{schedule} / {defence}" + ("" if regime == "standard" else f" / {regime}")
             axes.plot(range(1, length + 1), [100 * v for v in mean], label=label,
-                      color=schedule_colour[schedule], linestyle=filter_style[defence])
+                      color=document.palette(schedule), linestyle=filter_style[defence])
         axes.axhline(50, color="#999999", lw=0.8)
         axes.set_title(f"poison: {poison}", fontsize=9)
         axes.set_xlabel("epoch")
         axes.set_ylabel("ASR %")
         axes.set_ylim(-3, 103)
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend(fontsize=6, ncol=2)
+        legend(axes, ncol=2)
     document.plot("asr_per_epoch", figure,
                   "Attack success rate per epoch (mean over seeds); colour: schedule, line "
                   "style: filter. The backdoor is learned where a curve crosses 50%")
@@ -76,29 +74,6 @@ def _asr_per_epoch(document: Document, triggered: list[dict], rows: list[dict]) 
 def _mean(values: list[float | None]) -> float:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else math.nan
-
-
-def _accuracy_vs_asr(document: Document, triggered: list[dict]) -> None:
-    poisons = list(dict.fromkeys(r["poison"] for r in triggered))
-    schedule_marker = {s: _MARKERS[i % len(_MARKERS)] for i, s in
-                       enumerate(dict.fromkeys(r["schedule"] for r in triggered))}
-    filter_colour = {f: f"C{i % 10}" for i, f in
-                     enumerate(dict.fromkeys(r["filter"] for r in triggered))}
-    figure = Figure(figsize=(7, 4.2 * len(poisons)))
-    for axes, poison in zip(figure.subplots(len(poisons), 1, squeeze=False)[:, 0], poisons):
-        records = [r for r in triggered if r["poison"] == poison]
-        for (schedule, defence), runs in group(records, ("schedule", "filter")).items():
-            clean = interval([r.get("clean_acc") for r in runs]).mean
-            asr = interval([r.get("asr") for r in runs]).mean
-            axes.scatter([100 * clean], [100 * asr], marker=schedule_marker[schedule],
-                         color=filter_colour[defence], s=50, label=f"{schedule} / {defence}")
-        axes.set_title(f"poison: {poison}", fontsize=9)
-        axes.set_xlabel("clean test accuracy %")
-        axes.set_ylabel("ASR %")
-        axes.legend(fontsize=6, ncol=2)
-    document.plot("clean_acc_vs_asr", figure,
-                  "Clean accuracy against attack success of the final models (mean over "
-                  "seeds); marker: schedule, colour: filter. Lower right is best")
 
 
 def _filter_table(document: Document, poisoned: list[dict]) -> None:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robustlr.results.report.document import Document
+from robustlr.results.report.plotting import bounded, legend, set_limits
 from robustlr.results.report.robustness import _mean_curve, _pareto
 from robustlr.results.report.sections import percent
 from robustlr.results.stats import finite as _number
@@ -63,7 +64,7 @@ def _levels(private: list[dict]) -> dict[str, list[dict]]:
 def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: list[dict]) -> None:
     figure = Figure(figsize=(7, 4.4))
     axes = figure.subplots()
-    points, labels = [], []
+    points, labels, shown = [], [], []
     for (schedule, scale), records in group(private, ("schedule", "lr_scale")).items():
         line = []
         for records_at in _levels(records).values():
@@ -76,9 +77,12 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
         line.sort(key=lambda p: p[0])
         label = schedule + (f" x{scale:g}" if scale != 1.0 else "")
         axes.errorbar([p[0] for p in line], [100 * p[1].mean for p in line],
-                      yerr=[[100 * (p[1].mean - p[1].low) for p in line],
-                            [100 * (p[1].high - p[1].mean) for p in line]],
-                      marker="o", ms=4, capsize=2, lw=1, label=label)
+                      yerr=[[100 * p[1].mean - bounded("clean_acc", 100 * p[1].low) for p in line],
+                            [bounded("clean_acc", 100 * p[1].high) - 100 * p[1].mean
+                             for p in line]],
+                      marker="o", ms=4, capsize=2, lw=1, label=label,
+                      color=document.palette(schedule))
+        shown += [100 * p[1].low for p in line] + [100 * p[1].high for p in line]
         points += [(-eps, 100 * acc.mean) for eps, acc in line]
         labels += [label] * len(line)
     front = sorted((-x, y) for (x, y), best in zip(points, _pareto(points)) if best)
@@ -91,9 +95,12 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
     if reference is not None:
         axes.axhline(100 * reference[1], color="#555", ls="--", lw=1,
                      label=f"non-private best ({reference[0]})")
+        shown.append(100 * reference[1])
+    set_limits(axes, "y", "clean_acc", shown)
+    axes.set_xlim(left=0)
     axes.set_xlabel("epsilon spent")
     axes.set_ylabel("clean test accuracy %")
-    axes.legend(fontsize=7)
+    legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     document.heading("Accuracy against epsilon")
     document.plot("privacy_accuracy_vs_epsilon", figure,
                   "Final clean accuracy against the epsilon spent, per schedule (mean and 95% "
@@ -125,6 +132,7 @@ def _epsilon_per_epoch(document: Document, private: list[dict], rows: list[dict]
             curve = _mean_curve(curves)
             if curve:
                 axes.plot(range(1, len(curve) + 1), curve, marker=".",
+                          color=document.palette(schedule),
                           label=f"{schedule} / {regime}" if several else schedule)
         level = _level(records[0])
         if level is not None:
@@ -133,7 +141,8 @@ def _epsilon_per_epoch(document: Document, private: list[dict], rows: list[dict]
         axes.set_xlabel("epoch")
         axes.set_ylabel("epsilon spent")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.legend(fontsize=7)
+        axes.set_ylim(bottom=0)
+        legend(axes)
     document.heading("Privacy budget per epoch")
     document.plot("privacy_epsilon_per_epoch", figure,
                   "Epsilon spent at the end of each epoch (mean over seeds); the hard cap is "

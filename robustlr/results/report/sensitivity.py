@@ -6,9 +6,8 @@ worse everywhere. Skips itself when no group has two LR scales."""
 
 from __future__ import annotations
 
-from matplotlib.figure import Figure
-
 from robustlr.results.report.document import Document
+from robustlr.results.report.plotting import bounded, legend, panels, set_limits
 from robustlr.results.stats import group, interval, with_arms
 
 METRICS = (("clean_acc", "clean accuracy %"), ("robust_acc", "robust accuracy %"))
@@ -47,27 +46,36 @@ def sensitivity_section(document: Document, summaries: list[dict], rows: list[di
 
 
 def _figure(document: Document, curves: dict, metrics: list[tuple[str, str]]) -> None:
+    """One panel per (regime, metric) that has a curve; the others are omitted."""
     regimes = list(dict.fromkeys(regime for _, regime in curves))
-    figure = Figure(figsize=(max(7.0, 4.2 * len(regimes)), 3.4 * len(metrics)))
-    grid = figure.subplots(len(metrics), len(regimes), squeeze=False)
-    for column, regime in enumerate(regimes):
-        for row, (key, label) in enumerate(metrics):
-            axes = grid[row][column]
-            for (schedule, its_regime), curve in curves.items():
-                points = [(scale, p[key]) for scale, p in curve.items() if p[key].n]
-                if its_regime != regime or not points:
-                    continue
-                scales = [s for s, _ in points]
-                axes.errorbar(scales, [p.mean * 100 for _, p in points],
-                              yerr=[[(p.mean - p.low) * 100 for _, p in points],
-                                    [(p.high - p.mean) * 100 for _, p in points]],
-                              marker="o", ms=3, capsize=2, lw=1.2, label=schedule)
-            axes.set_xscale("log", base=2)
-            axes.set_xlabel("LR scale")
-            axes.set_ylabel(label)
-            axes.set_title(f"regime: {regime}", fontsize=9)
-            if axes.has_data():
-                axes.legend(fontsize=6)
+    filled = [(regime, key, label) for regime in regimes for key, label in metrics
+              if any(its == regime and any(p[key].n for p in curve.values())
+                     for (_, its), curve in curves.items())]
+    if not filled:
+        return
+    figure, axes_list = panels(len(filled))
+    for axes, (regime, key, label) in zip(axes_list, filled):
+        shown = []
+        for (schedule, its_regime), curve in curves.items():
+            points = [(scale, p[key]) for scale, p in curve.items() if p[key].n]
+            if its_regime != regime or not points:
+                continue
+            means = [p.mean * 100 for _, p in points]
+            lows = [bounded(key, p.low * 100) for _, p in points]
+            highs = [bounded(key, p.high * 100) for _, p in points]
+            axes.errorbar([s for s, _ in points], means,
+                          yerr=[[m - lo for m, lo in zip(means, lows)],
+                                [hi - m for m, hi in zip(means, highs)]],
+                          marker="o", ms=3, capsize=2, lw=1.2, label=schedule,
+                          color=document.palette(schedule))
+            shown += lows + highs
+        set_limits(axes, "y", key, shown)
+        axes.set_xscale("log", base=2)
+        axes.set_xlabel("LR scale", fontsize=7)
+        axes.set_ylabel(label, fontsize=7)
+        axes.set_title(regime, fontsize=8)
+        axes.tick_params(labelsize=6)
+        legend(axes)
     document.plot("lr_sensitivity", figure,
-                  "Accuracy against the LR scale per schedule (seed means, 95% intervals)")
-
+                  "Accuracy against the LR scale per schedule and regime (seed means, 95% "
+                  "intervals; legends only where they stay short, colours as everywhere)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from robustlr.training.probes.backdoor import BackdoorProbe
 from robustlr.training.probes.base import Probe
+from robustlr.training.probes.certify import CertifyProbe
 from robustlr.training.probes.membership import MembershipProbe
 from robustlr.training.probes.robustness import CorruptionProbe, RobustnessProbe
 
@@ -29,6 +30,9 @@ def build_probes(config, trial, data, poison=None) -> list[Probe]:
         delta = 0.1 / len(data.train[1])
         probes.append(MembershipProbe(train=data.train, test=data.test, delta=delta, seed=seed,
                                       batch_size=evaluation.batch_size))
+    if evaluation.certify is not None:
+        probes.append(CertifyProbe(settings=evaluation.certify, test=data.test, seed=seed,
+                                   regime=trial.regime, batch_size=evaluation.batch_size))
     if poison is not None:
         probes.append(BackdoorProbe(poison, data.test, evaluation.batch_size))
     return probes

@@ -23,6 +23,12 @@ class BackdoorProbe(Probe):
         self.asr.append(metrics["asr"])
         return metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"asr": list(self.asr)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.asr = list(state["asr"])
+
     def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
         if not self.asr:
             return {}

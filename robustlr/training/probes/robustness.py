@@ -1,6 +1,11 @@
-"""Robustness probes: per-epoch robust accuracy on fixed, seeded subsets, robust-overfitting and
-catastrophic-overfitting detection, and the final attack cascade on the final and the
-best-robust model (AutoAttack-style: each attack runs only on the points still correct)."""
+"""Robustness probes: a per-epoch *monitor* (the cheap attack on fixed, seeded subsets: fields
+``monitor_*``) for trajectories, robust-overfitting and catastrophic-overfitting detection, and
+the final attack cascade on the final and the best-robust model (AutoAttack-style: each attack
+runs only on the points still correct).
+
+A trial has ONE headline robust accuracy, ``robust_acc``: the strongest evaluation run on it,
+the final cascade on ``final_subset`` (all) test examples when configured, else the monitor's
+last value; ``robust_eval`` and ``robust_examples`` say which it was."""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustlr.attacks import FGSM, cascade, sanity
+from robustlr.attacks import FGSM, cascade, expand_stages, sanity
+from robustlr.attacks.autoattack import stage_accuracies
 from robustlr.attacks.corruptions import corruption_accuracy
 from robustlr.catalog import ATTACKS
 from robustlr.spec import parse
@@ -77,33 +83,52 @@ class RobustnessProbe(Probe):
         return cascade(model, x, y, [("attack", attack)], batch_size=self.batch_size).robust_acc
 
     def epoch(self, model: nn.Module) -> dict[str, float]:
-        row = {"robust_acc": self._robust(model, *self.test_subset, self.attack),
-               "fgsm_acc": self._robust(model, *self.test_subset, self.fgsm)}
-        selection = row["robust_acc"]  # without validation selection: test subset (optimistic)
+        row = {"monitor_robust_acc": self._robust(model, *self.test_subset, self.attack),
+               "monitor_fgsm_acc": self._robust(model, *self.test_subset, self.fgsm)}
+        selection = row["monitor_robust_acc"]  # without validation selection: test subset (optimistic)
         if self.val_subset is not None and len(self.val_subset[1]):
-            row["val_robust_acc"] = selection = self._robust(model, *self.val_subset, self.attack)
+            row["monitor_val_robust_acc"] = selection = self._robust(model, *self.val_subset,
+                                                                     self.attack)
         if selection > self.best_val:  # keep the best-robust weights for the final cascade
             self.best_val, self.best_index = selection, len(self.history)
             self.best_state = copy.deepcopy(model.state_dict())
         self.history.append(row)
         return row
 
+    def averaged(self, model: nn.Module) -> dict[str, float]:
+        return {"avg_monitor_robust_acc": self._robust(model, *self.test_subset, self.attack)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": [dict(row) for row in self.history], "best_state": self.best_state,
+                "best_val": self.best_val, "best_index": self.best_index}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = [dict(row) for row in state["history"]]
+        self.best_state, self.best_val = state["best_state"], state["best_val"]
+        self.best_index = state["best_index"]
+
     def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
-        robust = [r["robust_acc"] for r in self.history]
-        if not robust:
+        """The monitor's trajectory fields, then the headline: ``robust_acc`` is the strongest
+        evaluation run on the trial (the final cascade when configured, else the monitor)."""
+        monitor = [r["monitor_robust_acc"] for r in self.history]
+        if not monitor:
             return {}
         best_index = self.best_index
         summary: dict[str, Any] = {
-            "attack": self.attack_spec, "robust_acc": robust[-1],
-            "robust_acc_best": self.history[best_index]["robust_acc"],
+            "monitor_attack": self.attack_spec, "monitor_examples": len(self.test_subset[1]),
+            "monitor_robust_acc": monitor[-1],
+            "monitor_robust_acc_best": monitor[best_index],
+            "monitor_robust_acc_max": max(monitor),
             "best_robust_epoch": best_index + 1,
-            "robust_gap": self.history[best_index]["robust_acc"] - robust[-1],
-            "robust_acc_max": max(robust),
             "catastrophic_overfitting": catastrophic_overfitting(
-                robust, [r["fgsm_acc"] for r in self.history]),
+                monitor, [r["monitor_fgsm_acc"] for r in self.history]),
+            "robust_acc": monitor[-1], "robust_acc_best": monitor[best_index],
+            "robust_eval": f"monitor {self.attack_spec}",
+            "robust_examples": len(self.test_subset[1]),
         }
         if self.final_specs:
             summary.update(self._final_cascades(model))
+        summary["robust_gap"] = summary["robust_acc_best"] - summary["robust_acc"]
         if self.sanity_checks:
             eps = getattr(self.attack, "eps", 0.0)
             summary["warnings"] = sanity.run_checks(model, *self.test_subset, eps=eps,
@@ -111,14 +136,17 @@ class RobustnessProbe(Probe):
         return summary
 
     def _final_cascades(self, model: nn.Module) -> dict[str, Any]:
-        attacks = [(spec, ATTACKS.build(spec)) for spec in self.final_specs]
+        # AutoAttack splits into its sub-attacks so the accuracy after each one is kept
+        attacks = expand_stages([(spec, ATTACKS.build(spec)) for spec in self.final_specs])
         final = cascade(model, *self.final_test, attacks, batch_size=self.batch_size)
         best_model = copy.deepcopy(model)
         best_model.load_state_dict(self.best_state)
         best = cascade(best_model, *self.final_test, attacks, batch_size=self.batch_size)
         return {"final_attacks": self.final_specs,
                 "cascade": {spec: acc for spec, acc in final.steps},
-                "cascade_robust_acc": final.robust_acc,
                 "cascade_best": {spec: acc for spec, acc in best.steps},
-                "cascade_best_robust_acc": best.robust_acc,
-                "robust_per_class_acc": final.robust_per_class}
+                "robust_acc": final.robust_acc, "robust_acc_best": best.robust_acc,
+                "robust_eval": "cascade " + " > ".join(self.final_specs),
+                "robust_examples": len(self.final_test[1]),
+                "robust_per_class_acc": final.robust_per_class,
+                **stage_accuracies(final.steps)}

@@ -44,11 +44,15 @@ def tracked(tmp_path, uri, name, **overrides):
 
 
 def runs_of(uri, name):
-    """(client, parents, children by run name) of the experiment ``name``."""
+    """(client, parents, children by run name) of the experiment ``name``. A trial logged
+    twice (a resume that re-ran a finished trial) fails here: a dict keyed by name would keep
+    one of the two and hide the other."""
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    names = [r.info.run_name for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(names) == len(set(names)), f"a trial has several child runs: {sorted(names)}"
     children = {r.info.run_name: r for r in runs if "mlflow.parentRunId" in r.data.tags}
     return client, parents, children
 

@@ -22,6 +22,9 @@ CASES = [  # spec, input_shape
     ("cnn1d(norm=batch)", (1, 40)),
     ("resnet18(norm=group)", (3, 32, 32)),
     ("resnet18", (1, 8, 8)),
+    ("preact_resnet18(norm=group)", (3, 16, 16)),
+    ("wrn(depth=10, width=1)", (3, 16, 16)),
+    ("wrn(depth=16, width=2, dropout=0.3, norm=group)", (1, 8, 8)),
 ]
 
 
@@ -87,6 +90,34 @@ def test_resnet18_group_has_no_inplace_ops_and_trains_under_opacus():
     assert not torch.equal(before, private._module.head.weight)
 
 
+@pytest.mark.parametrize("spec, params", [("preact_resnet18", 11_173_962),
+                                           ("wrn(depth=28, width=10)", 36_479_194),
+                                           ("wrn(depth=34, width=10)", 46_160_474)])
+def test_literature_models_have_the_published_sizes(spec, params):
+    # PreAct ResNet-18 11.17M (Rice et al.'s code), WRN-28-10 36.5M (Zagoruyko & Komodakis,
+    # Table 1), WRN-34-10 46.2M (Madry et al./TRADES); CIFAR-10 heads
+    model = _build(spec, (3, 32, 32), num_classes=10)
+    assert sum(p.numel() for p in model.parameters()) == params
+
+
+@pytest.mark.filterwarnings("ignore:Secure RNG turned off")
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+@pytest.mark.parametrize("spec", ["preact_resnet18(norm=group)", "wrn(depth=10, width=1, norm=group)"])
+def test_literature_models_train_under_opacus_hooks(spec):
+    model = _build(spec, (3, 8, 8), num_classes=3)
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    assert ModuleValidator.validate(model, strict=False) == []
+    data = torch.utils.data.TensorDataset(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]))
+    private, optimizer, loader = PrivacyEngine().make_private(
+        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        data_loader=torch.utils.data.DataLoader(data, batch_size=2), noise_multiplier=0.0,
+        max_grad_norm=1.0, grad_sample_mode="hooks", poisson_sampling=False)
+    x, y = next(iter(loader))
+    nn.functional.cross_entropy(private(x), y).backward()
+    assert private._module.head.weight.grad_sample.shape[0] == 2
+    assert all(p.grad_sample is not None for p in private.parameters() if p.requires_grad)
+
+
 def test_normalize_is_applied():
     x = torch.rand(4, 1, 8, 8)
     plain = _build("mlp", (1, 8, 8), mean=[0.0], std=[1.0]).eval()
@@ -137,6 +168,8 @@ def test_save_unwraps_opacus_and_rejects_non_json_extra(tmp_path):
     ("resnet18(input_shape=[1, 2])", (1, 8, 8), ["'input_shape'"]),
     ("cnn", (1, 40), ["(C, H, W)", "(1, 40)"]),
     ("cnn1d", (1, 8, 8), ["(C, L)"]),
+    ("wrn(depth=30)", (3, 8, 8), ["'depth'", "6n + 4"]),
+    ("preact_resnet18", (1, 40), ["(C, H, W)"]),
     ("vit", (1, 8, 8), ["'vit' is unknown", "cnn1d"]),
 ])
 def test_bad_specs_name_the_problem(spec, shape, words):

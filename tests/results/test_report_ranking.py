@@ -41,18 +41,19 @@ SUMMARIES = [  # two seeds per group
 def test_ranking_keeps_only_groups_whose_seed_means_meet_every_bound_best_first():
     document = Document("t")
     constrained_section(document, SUMMARIES,
-                        ReportConfig(rank_by="robust_acc", max={"epsilon": 3, "asr": 0.1}))
+                        ReportConfig(rank_by="robust_acc", max={"epsilon": 3, "asr": 10}))
     ranking, excluded = tables(document)
     assert [row[1].split(" / ")[0] for row in ranking.rows] == ["cosine", "linear"]
     assert [row[0] for row in ranking.rows] == ["1", "2"]
     reasons = {row[0].split(" / ")[0]: row[-1] for row in excluded.rows}
-    assert reasons == {"step": "epsilon 3.4 > 3", "onecycle": "asr 0.3 > 0.1"}
+    assert reasons == {"step": "epsilon 3.4 > 3", "onecycle": "asr 30 > 10%"}
+    assert ranking.header[3] == "robust_acc %" and ranking.rows[0][3] == "61.0 ± 12.7"
     assert "2 of 4 groups qualify" in texts(document)
 
 
 def test_a_lower_is_better_objective_ranks_ascending_and_no_settings_means_no_section():
     document = Document("t")
-    constrained_section(document, SUMMARIES, ReportConfig(rank_by="epsilon", min={"robust_acc": 0.5}))
+    constrained_section(document, SUMMARIES, ReportConfig(rank_by="epsilon", min={"robust_acc": 50}))
     assert [row[1].split(" / ")[0] for row in tables(document)[0].rows] == [
         "onecycle", "linear", "cosine", "step"]
     quiet = Document("t")
@@ -87,6 +88,20 @@ def test_unknown_metrics_in_the_config_are_one_line_errors():
         config_module.from_mapping(tiny(report={"rank_by": "robust_acc", "max": {"eps": 3}}))
 
 
+def test_report_bounds_take_percent_like_the_report_and_refuse_fractions():
+    """Issue 12: `gate --min clean_acc=96` was read as 96 (a fraction) and failed every group;
+    the ranking was in fractions while the report spoke percent."""
+    with pytest.raises(ConfigError, match=r"report.min: .*clean_acc is in percent"):
+        config_module.from_mapping(tiny(report={"rank_by": "robust_acc",
+                                                "min": {"clean_acc": 0.96}}))
+    document = Document("t")
+    constrained_section(document, [record("a", 0, clean_acc=0.97), record("b", 0, clean_acc=0.95)],
+                        ReportConfig(rank_by="clean_acc", min={"clean_acc": 96}))
+    ranking, excluded = tables(document)
+    assert [row[1].split(" / ")[0] for row in ranking.rows] == ["a"]
+    assert ranking.rows[0][3] == "97.0" and "clean_acc >= 96%" in texts(document)
+
+
 def test_report_ranks_from_the_config_and_the_cli_overrides_it(tmp_path):
     config = tiny(lr_scales=[0.5, 1.0], report={"rank_by": "clean_acc", "max": {"train_seconds": 1e6}})
     run_dir = execute(config_module.from_mapping(config), out=tmp_path / "run", show_progress=False)
@@ -94,7 +109,7 @@ def test_report_ranks_from_the_config_and_the_cli_overrides_it(tmp_path):
     assert "## Ranking under constraints" in markdown and "train_seconds <= 1e+06" in markdown
     assert "## Sensitivity to the LR scale" in markdown
     result = CliRunner().invoke(main, ["report", str(run_dir), "--rank-by", "train_seconds",
-                                       "--max", "clean_acc=2"])
+                                       "--max", "clean_acc=200"])
     assert result.exit_code == 0, result.output
     assert "Best train_seconds (lower is better)" in (run_dir / "report.md").read_text()
     bad = CliRunner().invoke(main, ["report", str(run_dir), "--rank-by", "nope"])

@@ -1,0 +1,84 @@
+"""Ratio benchmark: randomized-smoothing certification against its floor (a script, not a test).
+
+The floor is what certification cannot avoid: n noisy forward passes per example, in batches of
+the same size, drawing the same Gaussian noise. ``certify`` also draws n0 copies to pick the
+class and computes a Clopper-Pearson bound per example; target <= 1.10 x the floor. Measured
+side by side in one process with one thread, in rotating order, as a ratio of medians, on the
+default digits ``cnn`` (untrained: the cost does not depend on the weights).
+
+Usage: ``python benchmarks/bench_certify.py [--examples 10] [--n 2000] [--n0 20]
+[--batch-size 1000] [--repeats 3] [--out bench.json]``
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"  # before numpy/torch load their thread pools
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from robustlr import data, models  # noqa: E402
+from robustlr.attacks.certify import certify  # noqa: E402
+
+SIGMA = 0.25
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--examples", type=int, default=10)
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--n0", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    x, _ = data.load("digits", split="test", seed=0)[:2]
+    x = x[:args.examples]
+    torch.manual_seed(0)
+    model = models.build("cnn", input_shape=x.shape[1:], num_classes=10, mean=[0.3], std=[0.4]).eval()
+
+    def floor() -> None:
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for example in x:
+                for size in [args.batch_size] * (args.n // args.batch_size) + [args.n % args.batch_size]:
+                    if size:
+                        noise = torch.randn((size, *example.shape), generator=generator)
+                        model(example.unsqueeze(0) + SIGMA * noise).argmax(1)
+
+    def ours() -> None:
+        certify(model, x, sigma=SIGMA, n0=args.n0, n=args.n, alpha=0.001,
+                batch_size=args.batch_size, seed=0)
+
+    methods = {"floor": floor, "certify": ours}
+    timings: dict[str, list[float]] = {name: [] for name in methods}
+    for repeat in range(args.repeats):
+        order = list(methods) if repeat % 2 == 0 else list(reversed(methods))
+        for name in order:
+            started = time.perf_counter()
+            methods[name]()
+            timings[name].append(time.perf_counter() - started)
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    result = {"examples": len(x), "n": args.n, "n0": args.n0, "batch_size": args.batch_size,
+              "seconds": timings, "ratio_certify_over_floor": medians["certify"] / medians["floor"],
+              "seconds_per_example_per_10000_samples":
+                  medians["certify"] / len(x) * 10_000 / (args.n + args.n0)}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""PreAct ResNet-18 (He et al., 2016, "Identity Mappings in Deep Residual Networks",
+arXiv:1603.05027), the network of Rice, Wong & Kolter (2020, "Overfitting in adversarially
+robust deep learning", arXiv:2002.11569) and most CIFAR-10 PGD-AT baselines since.
+
+Each block normalizes and activates its input before each conv; a 1x1 projection of the
+pre-activated input joins the residual when the shape changes. The trunk ends with a last
+norm + ReLU, global average pooling and 512 features into the head. No in-place operations,
+so the ``norm="group"`` variant trains under Opacus' backward hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from robustlr.models.layers import check_norm, norm_layer
+
+
+def conv3x3(inputs: int, outputs: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False)
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, inputs: int, outputs: int, stride: int, norm: str):
+        super().__init__()
+        self.norm1 = norm_layer(norm, inputs, dims=2)
+        self.conv1 = conv3x3(inputs, outputs, stride)
+        self.norm2 = norm_layer(norm, outputs, dims=2)
+        self.conv2 = conv3x3(outputs, outputs)
+        self.relu = nn.ReLU()
+        self.shortcut = (nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False)
+                         if stride != 1 or inputs != outputs else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.norm1(x))
+        shortcut = x if self.shortcut is None else self.shortcut(out)
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.norm2(out)))
+        return out + shortcut
+
+
+def preact_resnet18(*, input_shape: Sequence[int], norm: str | None = "batch") -> tuple[nn.Module, int]:
+    """PreAct ResNet-18 for small images (3x3 stride-1 stem); 512 features into the head."""
+    if len(input_shape) != 3:
+        raise ValueError(f"needs image (C, H, W) inputs, got input_shape {tuple(input_shape)}")
+    norm = check_norm(norm)
+    layers: list[nn.Module] = [conv3x3(input_shape[0], 64)]
+    inputs = 64
+    for outputs, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [PreActBlock(inputs, outputs, stride, norm), PreActBlock(outputs, outputs, 1, norm)]
+        inputs = outputs
+    layers += [norm_layer(norm, 512, dims=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), 512

@@ -1,0 +1,111 @@
+"""Threat models: the report judges schedules within one threat model at a time (standard
+training, each adversarial regime, each DP epsilon level, each poisoning scenario), never
+across them: a DP trial is not ranked beside a PGD-AT one. Each threat model names the two
+metrics of its frontier and the one its ranking and verdict use.
+
+With ``select_lr: validation`` each schedule is reported, within each threat model, at the LR
+scale whose trials have the best mean validation accuracy (validation robust accuracy under an
+adversarial regime when it was measured): test numbers never choose the LR."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from robustlr.records import LOWER_IS_BETTER
+from robustlr.results.stats import finite, group, interval
+from robustlr.spec import is_none
+
+BAD = ("failed", "diverged")
+
+
+@dataclass(frozen=True)
+class Threat:
+    kind: str  # standard, adversarial, dp, poison
+    name: str  # what a reader calls it: "pgd_at(eps=0.1)", "DP ε = 3", "badnets / filter none"
+    x: str  # frontier axes (summary fields)
+    y: str
+    primary: str  # what the ranking and the verdict are about
+
+    @property
+    def order(self) -> tuple:
+        return (("standard", "adversarial", "dp", "poison").index(self.kind),
+                "filter none" not in self.name, self.name)  # unfiltered poison first
+
+
+def dp_level(record: dict) -> float | None:
+    """The epsilon a private trial was asked to stay within: its target, else its cap."""
+    return finite(record.get("target_epsilon")) or finite(record.get("max_epsilon"))
+
+
+def _kind_and_name(record: dict) -> tuple[str, str]:
+    regime = str(record.get("regime"))
+    if not (is_none(record.get("poison")) and is_none(record.get("filter"))):
+        arm = f"{record.get('poison')} / filter {record.get('filter')}"
+        return "poison", arm if regime == "standard" else f"{arm} / {regime}"
+    if finite(record.get("epsilon")) is not None:
+        level = dp_level(record)
+        return "dp", f"DP ε = {level:g}" if level is not None else regime
+    return ("standard", "standard") if regime == "standard" else ("adversarial", regime)
+
+
+def threat_of(record: dict, robust_measured: bool) -> Threat:
+    kind, name = _kind_and_name(record)
+    if kind == "poison":
+        return Threat(kind, name, "asr", "clean_acc", "asr")
+    if kind == "dp":
+        return Threat(kind, name, "epsilon", "clean_acc", "clean_acc")
+    if robust_measured:
+        primary = "robust_acc" if kind == "adversarial" else "clean_acc"
+        return Threat(kind, name, "clean_acc", "robust_acc", primary)
+    return Threat(kind, name, "train_seconds", "clean_acc", "clean_acc")
+
+
+def split(summaries: list[dict]) -> dict[Threat, list[dict]]:
+    """Finished trials by threat model, in reading order; failed and diverged trials are left
+    out (the report lists them separately)."""
+    usable = [r for r in summaries if r.get("status") not in BAD
+              and finite(r.get("clean_acc")) is not None]
+    by_name: dict[tuple, list[dict]] = defaultdict(list)
+    for record in usable:
+        by_name[_kind_and_name(record)].append(record)
+    threats = {}
+    for records in by_name.values():
+        robust = any(finite(r.get("robust_acc")) is not None for r in records)
+        threats[threat_of(records[0], robust)] = records
+    return dict(sorted(threats.items(), key=lambda item: item[0].order))
+
+
+def better(metric: str) -> int:
+    return -1 if metric in LOWER_IS_BETTER else 1
+
+
+def _validation_score(records: list[dict], threat: Threat) -> float:
+    key = "monitor_val_robust_acc" if threat.kind == "adversarial" and any(
+        finite(r.get("monitor_val_robust_acc")) is not None for r in records) else "val_acc"
+    value = interval([r.get(key) for r in records]).mean
+    return value if math.isfinite(value) else -math.inf
+
+
+def select_scales(records: list[dict], threat: Threat,
+                  mode: str) -> tuple[list[dict], dict[str, float]]:
+    """The trials to report for ``threat`` and the LR scale chosen per schedule (empty when
+    ``mode`` is none or a schedule ran at one scale only)."""
+    if mode != "validation":
+        return records, {}
+    kept, chosen = [], {}
+    for (schedule,), runs in group(records, ("schedule",)).items():
+        by_scale = group(runs, ("lr_scale",))
+        best = max(by_scale, key=lambda key: _validation_score(by_scale[key], threat))
+        kept += by_scale[best]
+        if len(by_scale) > 1:
+            chosen[schedule] = best[0]
+    return kept, chosen
+
+
+def group_label(schedule: str, scale: float | None, chosen: dict[str, float]) -> str:
+    """The schedule, with its LR scale when it is not 1 or when it was selected."""
+    if schedule in chosen:
+        return f"{schedule} (x{scale:g} chosen)"
+    return schedule + ("" if scale in (None, 1.0) else f" x{scale:g}")

@@ -1,0 +1,205 @@
+"""Mutation testing of the critical modules: does the fast suite fail when a result is wrong?
+
+Runs mutmut (https://mutmut.readthedocs.io) on each group of GROUPS with the group's fast
+tests as its runner, then reports the kill rate per module and overall. Mutants listed in
+``tools/equivalent_mutants.txt`` (one line each: KEY, then the reason they cannot change
+behaviour) are left out of the rate; every other survivor is printed with its diff and key.
+
+    .venv/bin/python tools/mutation.py                      # every group
+    .venv/bin/python tools/mutation.py bounds schedules     # some groups
+    .venv/bin/python tools/mutation.py --list               # the groups, their files and tests
+
+Each group runs in a staging copy under ``--workdir`` (never in the working tree, which other
+processes may be importing): ``attacks/`` and ``privacy/`` are copied to ``robustlr/attacks``
+and ``robustlr/privacy`` there, so module names match the installed ``robustlr.attacks``.
+Exit status 1 when the overall kill rate is under ``--fail-under``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EQUIVALENTS = REPO / "tools" / "equivalent_mutants.txt"
+
+# group -> (modules to mutate, test files that exercise them; globs, so moved tests still count)
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "bounds": (["robustlr/results/bounds.py"],
+               ["tests/**/test_bounds*.py"]),
+    "schedules": (["robustlr/schedules/base.py", "robustlr/schedules/decay.py",
+                   "robustlr/schedules/cyclic.py", "robustlr/schedules/special.py"],
+                  ["tests/**/test_schedules.py", "tests/**/test_schedule_properties.py"]),
+    "attack_metrics": (["attacks/poisoning/metrics.py", "attacks/filters/metrics.py"],
+                       ["tests/attacks/test_poisoning.py", "tests/attacks/test_filters.py",
+                        "tests/attacks/test_metrics.py"]),
+    "pgd": (["attacks/_common.py", "attacks/pgd.py", "attacks/fgsm.py"],
+            ["tests/attacks/test_attacks_pgd.py", "tests/attacks/test_properties.py"]),
+    "cascade": (["attacks/cascade.py"], ["tests/attacks/test_attacks_cascade.py"]),
+    "privacy": (["privacy/accounting.py", "privacy/guard.py"],
+                ["tests/privacy/test_privacy_accounting.py", "tests/privacy/test_*guard*.py",
+                 "tests/privacy/test_*properties*.py"]),
+    "clock": (["robustlr/training/loop.py", "robustlr/training/setup.py"],
+              ["tests/**/test_trainer.py"]),
+    "store": (["robustlr/results/store.py", "robustlr/runs/grid_runner.py"],
+              ["tests/**/test_resume_idempotent.py", "tests/**/test_run.py",
+               "tests/**/test_tracking.py"]),
+}
+
+# tests that check the working tree's own layout, which a staging copy does not have
+DESELECT = ["tests/attacks/test_attacks_pgd.py::test_import_resolves_to_this_repository"]
+
+KILLED = {1, 3, 24, -24, 36, 37, 152, 255}  # a failing test, a timeout, the type checker
+
+
+def staged(path: str) -> str:
+    """Where a repository path lives in the staging copy (attacks/ -> robustlr/attacks/)."""
+    top, _, rest = path.partition("/")
+    return f"robustlr/{top}/{rest}" if top in ("attacks", "privacy") else path
+
+
+def stage(group: str, workdir: Path) -> tuple[Path, list[str]]:
+    """A fresh staging copy for ``group`` with its mutmut configuration; returns its tests."""
+    modules, patterns = GROUPS[group]
+    tests = sorted({t for p in patterns for t in glob.glob(p, root_dir=REPO, recursive=True)})
+    if not tests:
+        raise SystemExit(f"group {group}: no test file matches {patterns}")
+    root = workdir / group
+    shutil.rmtree(root, ignore_errors=True)
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(REPO / "robustlr", root / "robustlr", ignore=skip)
+    for package in ("attacks", "privacy"):
+        shutil.copytree(REPO / package, root / "robustlr" / package, ignore=skip)
+    shutil.copytree(REPO / "tests", root / "tests", ignore=skip)
+    # made before Python starts: a PYTHONPATH entry missing at startup is cached as "no finder"
+    # and the editable install's working tree would be imported instead of the mutants
+    (root / "mutants").mkdir()
+    settings = {
+        "source_paths": ["robustlr"],
+        "only_mutate": [staged(m) for m in modules],
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x"]
+        + [arg for d in DESELECT for arg in ("--deselect", d)],
+        "pytest_add_cli_args_test_selection": tests,
+        "use_git_change_detection": False,
+    }
+    section = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
+    (root / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + section)
+    return root, tests
+
+
+def run_mutmut(root: Path, max_children: int) -> int:
+    """``mutmut run`` in ``root``; its output (a spinner, mostly) goes to ``root/mutmut.log``."""
+    env = dict(os.environ, PYTHONPATH=str(root / "mutants"), OMP_NUM_THREADS="1",
+               MKL_NUM_THREADS="1")  # subprocesses the tests start import the mutants too
+    mutmut = Path(sys.executable).with_name("mutmut")
+    with (root / "mutmut.log").open("w") as log:
+        code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children)],
+                               cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        lines = (root / "mutmut.log").read_text(errors="replace").splitlines()
+        print("\n".join(line for line in lines[-40:] if "\r" not in line and "⠋" not in line))
+    return code
+
+
+def results(root: Path) -> dict[str, dict[str, int | None]]:
+    """``{module path: {mutant name: exit code}}`` from mutmut's metadata files."""
+    found = {}
+    for meta in sorted((root / "mutants").rglob("*.py.meta")):
+        source = str(meta.relative_to(root / "mutants"))[: -len(".meta")]
+        found[source] = json.loads(meta.read_text())["exit_code_by_key"]
+    return found
+
+
+def diff(root: Path, name: str, source: str) -> str:
+    out = subprocess.run([str(Path(sys.executable).with_name("mutmut")), "show", name], cwd=root,
+                         capture_output=True, text=True)
+    return out.stdout.strip() or out.stderr.strip() or f"(no diff for {name} in {source})"
+
+
+def key(name: str, text: str) -> str:
+    """A key that survives renumbering: the function and a hash of the changed lines."""
+    changed = [line for line in text.splitlines()
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    function = name.rpartition("__mutmut_")[0]
+    digest = hashlib.sha1("\n".join(changed).encode()).hexdigest()[:10]
+    return f"{function}@{digest}"
+
+
+def load_equivalents() -> dict[str, str]:
+    found = {}
+    for line in EQUIVALENTS.read_text().splitlines() if EQUIVALENTS.exists() else []:
+        line = line.strip()
+        if line and not line.startswith("#"):
+            mutant, _, reason = line.partition(" ")
+            if not reason.strip():
+                raise SystemExit(f"{EQUIVALENTS.name}: {mutant} has no reason")
+            found[mutant] = reason.strip()
+    return found
+
+
+def report(group: str, root: Path, equivalents: dict[str, str], seen: set[str]) -> tuple[int, int]:
+    killed_total = counted_total = 0
+    for source, codes in results(root).items():
+        killed = [n for n, c in codes.items() if c in KILLED]
+        survivors, equivalent = [], 0
+        for name, code in codes.items():
+            if code in KILLED:
+                continue
+            text = diff(root, name, source)
+            if key(name, text) in equivalents:
+                seen.add(key(name, text))
+                equivalent += 1
+            else:
+                survivors.append((name, code, text))
+        counted = len(codes) - equivalent
+        rate = 100.0 * len(killed) / counted if counted else 100.0
+        print(f"[{group}] {source}: {len(killed)}/{counted} killed ({rate:.1f}%), "
+              f"{equivalent} equivalent")
+        for name, code, text in survivors:
+            print(f"  SURVIVED ({'no tests' if code == 33 else code}) {key(name, text)}\n{text}\n")
+        killed_total += len(killed)
+        counted_total += counted
+    return killed_total, counted_total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help=f"default: every group ({', '.join(GROUPS)})")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "robustlr-mutation")
+    parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs")
+    parser.add_argument("--fail-under", type=float, default=90.0, help="minimum kill rate, %%")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, (modules, tests) in GROUPS.items():
+            print(f"{name}: {' '.join(modules)}\n    tests: {' '.join(tests)}")
+        return 0
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group {unknown[0]!r}; allowed: {', '.join(GROUPS)}")
+    equivalents, seen = load_equivalents(), set()
+    killed = counted = 0
+    for group in args.groups or list(GROUPS):
+        root, _ = stage(group, args.workdir)
+        if run_mutmut(root, args.max_children) != 0:
+            print(f"[{group}] mutmut failed (its clean test run must pass); see above")
+            return 2
+        k, c = report(group, root, equivalents, seen)
+        killed, counted = killed + k, counted + c
+    rate = 100.0 * killed / counted if counted else 100.0
+    print(f"overall: {killed}/{counted} killed ({rate:.1f}%), "
+          f"{len(seen)} listed equivalents matched")
+    return 0 if rate >= args.fail_under else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
