@@ -258,7 +258,7 @@ class AutoAttackART:
         check_int("square_queries", self.square_queries, low=1)
 
     def components(self) -> list[tuple[str, Any]]:
-        common = dict(eps=self.eps, norm=self.norm, batch_size=self.batch_size, seed=self.seed)
+        common: dict[str, Any] = dict(eps=self.eps, norm=self.norm, batch_size=self.batch_size, seed=self.seed)
         return [("apgd_ce", APGDCE(steps=self.steps, **common)),
                 ("apgd_dlr", APGDDLR(steps=self.steps, **common)),
                 ("square", Square(queries=self.square_queries, **common))]

@@ -13,6 +13,7 @@ Inputs are in [0, 1] with shape (N, ...); the model returns logits (N, C). Examp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -87,8 +88,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_
     x, y = x.detach(), y.detach()
     if eps == 0 or x.shape[0] == 0:
         return x.clone()
-    run = dict(eps=eps, step_size=step_size, steps=steps, norm=norm, start=random_start,
-               targeted=targeted, early_stop=early_stop, generator=generator)
+    run: dict[str, Any] = dict(eps=eps, step_size=step_size, steps=steps, norm=norm, start=random_start,
+                               targeted=targeted, early_stop=early_stop, generator=generator)
     with torch.enable_grad():  # callers often evaluate under no_grad
         if restarts == 1:
             return _one_run(model, x, y, **run)

@@ -4,30 +4,40 @@ DP-SGD (Abadi et al. 2016, arXiv:1607.00133) releases, per step, a Poisson-subsa
 Gaussian mechanism. Its cost is composed by one of Opacus' accountants:
 
 - ``prv`` (default): numerical composition of privacy loss random variables
-  (Gopi et al. 2021, arXiv:2106.02848); tight, an upper bound up to ``eps_error``.
+  (Gopi et al. 2021, arXiv:2106.02848); tight, an upper bound up to ``eps_error``. Composed
+  by :mod:`.composition` (Opacus' PRV primitives, all values in one Fourier product).
 - ``rdp``: Renyi DP (Mironov 2017; Mironov et al. 2019, arXiv:1908.10530); looser, cheap.
 - ``gdp``: Gaussian DP (Dong et al. 2019, arXiv:1905.02383) through the central limit
-  theorem. It is an *approximation, not a bound*: it can under-report epsilon.
+  theorem. It is an *approximation, not a bound*: it can under-report epsilon, so it is
+  never used to stop or calibrate (:data:`BOUNDS`), only reported beside a bound.
 
 A schedule is given as one noise multiplier per step. Composition is commutative, so equal
-values are merged into one history entry ``(sigma, q, count)`` wherever they occur. Opacus'
-PRV costs about 0.3-1.5 s per *distinct* value, so when a schedule has more than
-``max_distinct`` values each sigma is rounded *down* onto a geometric grid: less noise
-never spends less budget, so the result stays an upper bound (a slightly looser one).
+values are merged wherever they occur. Up to ``MAX_LEVELS`` distinct values are composed
+exactly; beyond that each sigma is rounded *down* onto a fine geometric grid anchored at 1
+(less noise never spends less budget, so the result stays an upper bound). The grids are
+nested (each coarser one a subset of the finest), the coarsest that fits being chosen, so a
+prefix of a schedule never accounts above the whole schedule.
+
+Tiny noise makes the PRV domain grow as 1/sigma^2 (22.7 GB at sigma 0.01 in Opacus): past
+``composition.MAX_DOMAIN`` points the PRV bound falls back to RDP, a looser bound of
+bounded cost, so no schedule can exhaust memory.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import numpy as np
 from opacus.accountants.registry import _ACCOUNTANTS
 
+from . import composition
+
 ACCOUNTANTS = tuple(_ACCOUNTANTS)  # ("rdp", "gdp", "prv"): Opacus' own lookup table
-MAX_DISTINCT = 12
+BOUNDS = ("prv", "rdp")  # the accountants that bound epsilon: only they stop or calibrate
+MAX_LEVELS = 256
+_FINEST = math.log(2) / 8192  # log-spacing of the finest grid (0.0085% apart)
 GDP_WARNING = "GDP accounting is a central-limit approximation, not an upper bound on epsilon"
 History = list[tuple[float, float, int]]
 
@@ -53,27 +63,43 @@ def noise_schedule(noise_multiplier: float | Sequence[float], steps: int) -> np.
         noise = np.asarray(noise_multiplier, dtype=float)
         _check("noise_multiplier", noise.shape == (steps,), f"a float or a sequence of "
                f"length steps={steps}", f"sequence of shape {noise.shape}")
-    _check("noise_multiplier", bool(np.all(noise > 0)), "> 0 at every step", noise.min(initial=1))
+    bad = noise[~(np.isfinite(noise) & (noise > 0))]
+    _check("noise_multiplier", bad.size == 0, "finite and > 0 at every step",
+           bad[0] if bad.size else None)
     return noise
 
 
-def history(noise: np.ndarray, sample_rate: float, max_distinct: int = MAX_DISTINCT) -> History:
-    """Opacus accountant history: one ``(sigma, q, count)`` entry per distinct sigma."""
-    values = np.unique(noise)
-    if len(values) > max_distinct:
-        # Round down onto a geometric grid spanning the schedule (conservative, see module doc).
-        lo, hi = float(values[0]), float(values[-1])
-        ratio = (hi / lo) ** (1.0 / (max_distinct - 1))
-        index = np.floor(np.log(noise / lo) / math.log(ratio) + 1e-9)
-        noise = lo * ratio ** np.clip(index, 0, max_distinct - 1)
-    counts = Counter(noise.tolist())
-    return [(float(s), float(sample_rate), int(n)) for s, n in sorted(counts.items())]
+def levels(noise: np.ndarray, max_levels: int = MAX_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct noise values (ascending) and their counts, rounded down if too many."""
+    values, counts = np.unique(noise, return_counts=True)
+    if len(values) <= max_levels:
+        return values, counts
+    logs = np.log(noise) / _FINEST
+    for coarsening in range(64):  # grid j is every 2^j-th point of the finest grid
+        index = np.floor(logs / 2**coarsening + 1e-9)
+        if len(np.unique(index)) <= max_levels:
+            break
+    values, counts = np.unique(index, return_counts=True)
+    return np.exp(values * 2**coarsening * _FINEST), counts
+
+
+def history(noise: np.ndarray, sample_rate: float, max_levels: int = MAX_LEVELS) -> History:
+    """Opacus accountant history: one ``(sigma, q, count)`` entry per (rounded) level."""
+    values, counts = levels(noise, max_levels)
+    return [(float(s), float(sample_rate), int(n)) for s, n in zip(values, counts)]
 
 
 def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float:
     """Epsilon of an explicit Opacus history (no validation; used by the guard)."""
     if not hist:
         return 0.0
+    if accountant == "prv":
+        values = np.array([s for s, _, _ in hist])
+        counts = np.array([n for _, _, n in hist])
+        try:
+            return composition.compose(values, counts, hist[0][1], delta=delta)
+        except composition.DomainTooLarge:
+            accountant = "rdp"  # tiny noise: a looser bound of bounded memory
     if accountant == "gdp":
         warnings.warn(GDP_WARNING, stacklevel=3)
         _check("noise_multiplier", len(hist) == 1, "constant for accountant='gdp'",
@@ -90,7 +116,7 @@ def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float
 
 
 def epsilon(*, sample_rate: float, noise_multiplier: float | Sequence[float], steps: int,
-            delta: float, accountant: str = "prv", max_distinct: int = MAX_DISTINCT) -> float:
+            delta: float, accountant: str = "prv", max_levels: int = MAX_LEVELS) -> float:
     """Epsilon spent by ``steps`` Poisson-subsampled Gaussian steps at ``delta``.
 
     ``noise_multiplier`` is a float or one value per step. ``accountant='gdp'`` is a CLT
@@ -98,7 +124,7 @@ def epsilon(*, sample_rate: float, noise_multiplier: float | Sequence[float], st
     """
     validate(sample_rate=sample_rate, steps=steps, delta=delta, accountant=accountant)
     noise = noise_schedule(noise_multiplier, steps)
-    hist = history(noise, sample_rate, max_distinct)
+    hist = history(noise, sample_rate, max_levels)
     return epsilon_of_history(hist, delta=delta, accountant=accountant)
 
 

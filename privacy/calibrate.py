@@ -5,9 +5,9 @@ bracketing and a safeguarded secant search (Illinois variant of regula falsi) on
 ``log epsilon`` against ``log sigma``. The upper end of the bracket always satisfies
 ``epsilon <= target``, so the answer never overspends even if the search stops early.
 
-Cost (FINDINGS): one PRV evaluation takes 0.2-0.5 s per distinct noise value, so the
-bracket is first found with the cheap RDP accountant and then refined with the chosen one;
-calibrate once per run, never per step.
+Cost: one PRV evaluation of a schedule takes about a second or more (see
+``benchmarks/bench_accounting.py``), so the bracket is first found with the cheap RDP
+accountant and then refined with the chosen one; calibrate once per run, never per step.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .accounting import MAX_DISTINCT, _check, epsilon_of_history, history, schedule_from_profile, validate
+import numpy as np
+
+from .accounting import (BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history,
+                         schedule_from_profile, validate)
 
 MAX_EVALUATIONS = 60
 
@@ -58,7 +61,7 @@ def _search(spend: Callable[[float], float], target: float, tolerance: float,
 
 def calibrate(*, target_epsilon: float, sample_rate: float, steps: int, delta: float,
               accountant: str = "prv", noise_profile: Callable[[float], float] | None = None,
-              tolerance: float = 0.01, max_distinct: int = MAX_DISTINCT) -> float:
+              tolerance: float = 0.01, max_levels: int = MAX_LEVELS) -> float:
     """Base noise multiplier sigma for a run with per-step noise ``sigma * profile(s/steps)``.
 
     The returned sigma spends ``epsilon`` with
@@ -70,12 +73,15 @@ def calibrate(*, target_epsilon: float, sample_rate: float, steps: int, delta: f
     _check("target_epsilon", target_epsilon > 0, "> 0", target_epsilon)
     _check("tolerance", 0 < tolerance < 1, "in (0, 1)", tolerance)
     _check("steps", steps >= 1, "an integer >= 1 for calibration", steps)
+    _check("accountant", accountant in BOUNDS, f"one of {list(BOUNDS)} (an upper bound; gdp "
+           "is an estimate and never calibrates)", accountant)
 
     def spend_with(name: str) -> Callable[[float], float]:
         def spend(sigma: float) -> float:
             noise = schedule_from_profile(sigma, steps, noise_profile)
-            _check("noise_profile", bool((noise > 0).all()), "positive at every step", "<= 0")
-            hist = history(noise, sample_rate, max_distinct)
+            _check("noise_profile", bool(np.all(np.isfinite(noise) & (noise > 0))),
+                   "finite and positive at every step", "<= 0 or not finite")
+            hist = history(noise, sample_rate, max_levels)
             return epsilon_of_history(hist, delta=delta, accountant=name)
         return spend
 

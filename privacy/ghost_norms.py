@@ -53,38 +53,71 @@ def uses_gram(*, positions: int, out_channels: int, patch: int) -> bool:
     return positions * (out_channels + patch) < out_channels * patch
 
 
+def conv_uses_gram(layer: nn.Conv1d | nn.Conv2d, backprops: torch.Tensor) -> bool:
+    return uses_gram(positions=backprops[0, 0].numel(), patch=layer.weight[0].numel(),
+                     out_channels=layer.out_channels // layer.groups)
+
+
 def conv_weight_norms(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
-                      g: torch.Tensor) -> torch.Tensor:
-    """Per-sample norms of the weight gradient; ``g`` is (N, groups, out/groups, T)."""
-    n, groups, out, positions = g.shape
+                      backprops: torch.Tensor) -> torch.Tensor:
+    """Per-sample norms of the weight gradient; ``backprops`` has the layer output's shape."""
+    n, positions = backprops.shape[0], backprops[0, 0].numel()
+    groups, out = layer.groups, layer.out_channels // layer.groups
     patch = layer.weight[0].numel()
-    gram = uses_gram(positions=positions, out_channels=out, patch=patch)
-    per_example = groups * (patch * positions + (positions ** 2 if gram else out * patch))
+    gram = conv_uses_gram(layer, backprops)
+    per_example = groups * (patch * positions + positions ** 2) if gram else groups * out * patch
     rows = max(1, max(MIN_CHUNK_ELEMENTS, a[0].numel() * n) // per_example)
     squares = []
     for start in range(0, n, rows):
-        cols, grads = unfold(layer, a[start:start + rows]), g[start:start + rows]
+        chunk, grads = a[start:start + rows], backprops[start:start + rows]
         if gram:
+            cols, grads = unfold(layer, chunk), grads.reshape(len(grads), groups, out, positions)
             square = ((cols.transpose(-1, -2) @ cols) * (grads.transpose(-1, -2) @ grads))
         else:
-            square = (grads @ cols.transpose(-1, -2)).square()
-        squares.append(square.sum(dim=(1, 2, 3)))
+            square = per_sample_weight_grads(layer, chunk, grads).square()
+        squares.append(square.flatten(1).sum(dim=1))
     return torch.cat(squares).clamp(min=0).sqrt()
+
+
+def per_sample_weight_grads(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
+                            backprops: torch.Tensor) -> torch.Tensor:
+    """(N, *weight.shape): the batch folded into the channels as N x groups convolution
+    groups, so one call of the convolution's own weight-gradient kernel gives every example's
+    gradient (faster than unfold + batched matmul on CPU, measured)."""
+    n = a.shape[0]
+    x, padding = padded(layer, a)
+    weight = layer.weight.detach().repeat(n, *(1,) * (layer.weight.dim() - 1))
+    _, grads, _ = torch.ops.aten.convolution_backward(
+        backprops.reshape(1, -1, *backprops.shape[2:]), x.reshape(1, -1, *x.shape[2:]),
+        weight, None, list(layer.stride), list(padding), list(layer.dilation), False,
+        [0] * len(layer.kernel_size), n * layer.groups, [False, True, False])
+    return grads.view(n, *layer.weight.shape)
 
 
 def conv_norm_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tensor],
                      backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
     """Norm sampler for ``nn.Conv1d`` / ``nn.Conv2d`` (mixed ghost / instantiated)."""
     a = activations[0].to(backprops.dtype)
-    n = a.shape[0]
-    g = backprops.flatten(2)  # (N, out, T), also for an empty batch
-    g = g.view(n, layer.groups, layer.out_channels // layer.groups, g.shape[-1])
     norms = {}
     if layer.weight.requires_grad:
-        norms[layer.weight] = (conv_weight_norms(layer, a, g) if n else a.new_zeros(0))
+        norms[layer.weight] = (conv_weight_norms(layer, a, backprops) if len(a)
+                               else a.new_zeros(0))
     if layer.bias is not None and layer.bias.requires_grad:
-        norms[layer.bias] = g.sum(dim=-1).flatten(1).norm(dim=1)
+        norms[layer.bias] = backprops.flatten(2).sum(dim=-1).norm(dim=1)
     return norms
+
+
+def conv_grad_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tensor],
+                     backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+    """Per-sample gradients of a convolution (grad-sampler signature), through
+    :func:`per_sample_weight_grads`."""
+    a = activations[0].to(backprops.dtype)
+    samples = {}
+    if layer.weight.requires_grad:
+        samples[layer.weight] = per_sample_weight_grads(layer, a, backprops)
+    if layer.bias is not None and layer.bias.requires_grad:
+        samples[layer.bias] = backprops.flatten(2).sum(dim=-1)
+    return samples
 
 
 def instantiated_norms(layer: nn.Module, activations: list[torch.Tensor],

@@ -5,8 +5,8 @@ call, FINDINGS). The guard instead keeps a *certificate*: a planned continuation
 recorded history (by default: the current noise repeated) whose epsilon, computed by the
 same accountant, is at most ``max_epsilon - margin`` for its first ``k`` steps. Since
 epsilon only grows when noise falls, any step whose noise is at least the planned one is
-admitted with a counter check. ``margin`` (2 x PRV's ``eps_error``; 0 for RDP/GDP, which are
-monotone closed forms) absorbs PRV's discretisation error between two histories. When no
+admitted with a counter check. ``margin`` (2 x PRV's ``eps_error``; 0 for RDP, a monotone
+closed form) absorbs PRV's discretisation error between two histories. When no
 certificate can be had (the last few steps before the cap) each step is checked exactly on
 the actual history, so the reported epsilon never exceeds the cap.
 
@@ -23,9 +23,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .accounting import MAX_DISTINCT, _check, epsilon_of_history, history, validate
+from .accounting import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, validate
+from .composition import EPS_ERROR
 
-PRV_EPS_ERROR = 0.01  # Opacus' PRVAccountant default
+PRV_EPS_ERROR = EPS_ERROR
 MAX_CERTIFIED = 1 << 20
 MAX_PLAN_FIRST = 1 << 17  # plans up to this long are first tried whole
 
@@ -34,11 +35,13 @@ class BudgetGuard:
     """Hard cap ``max_epsilon`` at ``delta`` for steps of sampling rate ``sample_rate``."""
 
     def __init__(self, *, max_epsilon: float, delta: float, sample_rate: float,
-                 accountant: str = "prv", max_distinct: int = MAX_DISTINCT):
+                 accountant: str = "prv", max_levels: int = MAX_LEVELS):
         validate(sample_rate=sample_rate, steps=0, delta=delta, accountant=accountant)
         _check("max_epsilon", max_epsilon > 0, "> 0", max_epsilon)
+        _check("accountant", accountant in BOUNDS, f"one of {list(BOUNDS)} (an upper bound; "
+               "gdp is an estimate and never stops a run)", accountant)
         self.max_epsilon, self.delta, self.sample_rate = max_epsilon, delta, sample_rate
-        self.accountant, self.max_distinct = accountant, max_distinct
+        self.accountant, self.max_levels = accountant, max_levels
         self.margin = 2 * PRV_EPS_ERROR if accountant == "prv" else 0.0
         self._steps: list[float] = []
         self._plan = np.empty(0)  # certified continuation of the recorded steps
@@ -51,7 +54,7 @@ class BudgetGuard:
     def _eps(self, extra: Sequence[float]) -> float:
         self.evaluations += 1
         noise = np.concatenate([np.asarray(self._steps, float), np.asarray(extra, float)])
-        hist = history(noise, self.sample_rate, self.max_distinct)
+        hist = history(noise, self.sample_rate, self.max_levels)
         return epsilon_of_history(hist, delta=self.delta, accountant=self.accountant)
 
     def plan_steps(self, noise_multipliers: Sequence[float]) -> int:

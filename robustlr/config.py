@@ -87,7 +87,7 @@ class EvaluationConfig(_Strict):
     subset: int = Field(500, ge=1)  # examples of the test (and validation) set it runs on
     final: list[SpecValue] = Field(default_factory=list)  # the cascade at the end
     final_subset: int | None = Field(None, ge=1)  # test examples for it (None: all)
-    select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or val_robust_acc
+    select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or monitor_val_robust_acc
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
     membership: bool = False  # membership-inference audit of the final model

@@ -105,16 +105,18 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 def load_text(text: str, *, source: str) -> Any:
     """Parse ``text`` (named ``source`` in messages) with every bound applied."""
-    loader = _BoundedLoader(text)
-    loader.source = source
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # the reader already refuses control characters
+        loader.source = source
         return loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise YamlInputError(f"{source} is not valid YAML{where}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def load_file(path: Path) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import keyword
 import operator
 import types
 import typing
@@ -44,8 +45,10 @@ class Spec:
 def _format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_format_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return value if value.isidentifier() else repr(value)
+    if isinstance(value, str):  # bare only where it reads back as the same word
+        bare = (value.isidentifier() and not keyword.iskeyword(value)
+                and value.lower() not in ("true", "false", "none"))
+        return value if bare else repr(value)
     return repr(value)
 
 

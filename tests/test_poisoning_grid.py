@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import torch
 from helpers import tiny
 
 from robustlr import config as config_module
@@ -24,21 +25,66 @@ def run(tmp_path, name, **overrides):
     return json.loads((run_dir / "summary.json").read_text()), rows
 
 
-def test_a_backdoor_with_and_without_a_filter_reports_its_fields(tmp_path):
+def independent_backdoor(probe, model) -> dict[str, float]:
+    """ASR and RA recomputed in plain torch from the probe's own model, test set and trigger."""
+    x, y = probe.test
+    outside = y != probe.poison.target
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        predicted = model(probe.poison.apply_trigger(x[outside])).argmax(1)
+    model.train(was_training)
+    return {"asr": (predicted == probe.poison.target).float().mean().item(),
+            "ra": (predicted == y[outside]).float().mean().item()}
+
+
+def independent_filter(keep, poisoned_indices) -> dict[str, float]:
+    """Precision, recall and the clean share removed, by set arithmetic on positions."""
+    removed = {i for i, k in enumerate(keep.tolist()) if not k}
+    poisoned = set(poisoned_indices.tolist())
+    caught = len(removed & poisoned)
+    clean = len(keep) - len(poisoned)
+    return {"filter_precision": caught / len(removed), "filter_recall": caught / len(poisoned),
+            "clean_removed": len(removed - poisoned) / clean, "removed_count": len(removed),
+            "poisoned_count": len(poisoned)}
+
+
+def test_a_backdoor_with_and_without_a_filter_reports_its_fields(tmp_path, monkeypatch):
+    from robustlr.training import poison_stage
+    from robustlr.training.probes.backdoor import BackdoorProbe
+
+    backdoor, filtering = [], []
+    final, metrics = BackdoorProbe.final, poison_stage.filter_metrics
+
+    def spy_final(self, model, trial_dir):
+        backdoor.append(independent_backdoor(self, model))
+        return final(self, model, trial_dir)
+
+    def spy_metrics(keep, poisoned_indices):
+        filtering.append(independent_filter(keep, poisoned_indices))
+        return metrics(keep, poisoned_indices)
+
+    monkeypatch.setattr(BackdoorProbe, "final", spy_final)
+    monkeypatch.setattr(poison_stage, "filter_metrics", spy_metrics)
     summary, rows = run(tmp_path, "grid", schedules=["constant"],
                         poisoning=["badnets(rate=0.1, target=0, size=2)"],
                         filter=["none", "spectral"], filtering={"epochs": 2})
     unfiltered, filtered = summary
-    for record in summary:
+    assert len(backdoor) == 2 and len(filtering) == 1  # one worker: the spies saw every trial
+    for record, expected in zip(summary, backdoor):
         assert record["status"] == "ok", record.get("error")
         assert record["poison"] == "badnets(rate=0.1, target=0, size=2)"
         assert 0.09 <= record["poison_rate"] <= 0.11
-        assert 0.0 <= record["asr"] <= 1.0 and record["asr_best"] >= record["asr"] - 1e-9
-        assert 0.0 <= record["ra"] <= 1.0
+        assert record["asr"] == pytest.approx(expected["asr"], abs=1e-9)
+        assert record["ra"] == pytest.approx(expected["ra"], abs=1e-9)
+        assert record["asr_best"] >= record["asr"] - 1e-9
     assert "filter_recall" not in unfiltered
     assert filtered["filter"] == "spectral"
-    for key in ("filter_precision", "filter_recall", "filter_f1", "clean_removed"):
-        assert 0.0 <= filtered[key] <= 1.0
+    (expected,) = filtering
+    for key, value in expected.items():
+        assert filtered[key] == pytest.approx(value, abs=1e-12), key
+    p, r = expected["filter_precision"], expected["filter_recall"]
+    assert filtered["filter_f1"] == pytest.approx(2 * p * r / (p + r) if p + r else 0.0)
     # the filter removes at most its budget: 1.5 x the expected poison count
     assert filtered["removed_count"] <= round(1.5 * filtered["poisoned_count"]) + 1
     assert all(row["asr"] != "" for row in rows)

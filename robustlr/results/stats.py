@@ -68,6 +68,8 @@ def with_arms(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for record in summaries:
         poison, defence = record.get("poison", "none"), record.get("filter", "none")
         scenario = "" if poison == defence == "none" else f" / {poison} / {defence}"
+        averaging = record.get("averaging") or "none"  # an averaged arm is not another seed
+        scenario += "" if averaging == "none" else f" / {averaging}"
         labelled.append({**record, "regime": f"{record.get('regime')}{scenario}"})
     return labelled
 

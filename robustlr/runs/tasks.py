@@ -73,6 +73,8 @@ class Recorder:
             self.progress.epoch()
             return
         self.store.finish(event.trial, event.status, event.summary, event.error)
+        if event.status == "failed":  # `robustlr run` points users here when it exits 1
+            log.warning("trial %s failed: %s", event.trial, event.error)
         self.finished += 1
         self.progress.trial(event.trial, event.status)
         if event.status == INTERRUPTED:

@@ -132,3 +132,22 @@ def test_agrees_with_torchattacks(trained):
         theirs = (model(other(x, y)).argmax(1) == y).float().mean().item()
     # 0.5 points on N = 40 examples: the same examples broken
     assert abs(ours - theirs) <= 0.005
+
+
+def test_a_bad_autoattack_in_a_config_fails_before_the_run(monkeypatch):
+    import importlib.util
+
+    from helpers import tiny
+
+    from robustlr import config
+
+    def load(final):
+        return config.from_mapping(tiny(evaluation={"attack": "pgd(eps=0.1, steps=2)", "final": [final]}))
+
+    with pytest.raises(config.ConfigError, match=r"^evaluation\.final\[0\]: .*norm must be one of"):
+        load("autoattack(eps=0.1, norm=l5)")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyautoattack" else real(name, *a))
+    with pytest.raises(config.ConfigError, match=r"^evaluation\.final\[0\]: .*pip install pyautoattack"):
+        load("autoattack(eps=0.1)")

@@ -51,10 +51,12 @@ def _model(spec, shape):
 def _dp_gradient(model, x, y, mode, *, sigma, clip):
     """Noised gradient of one DP step (read before the parameter update) and the norms."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    data = TensorDataset(x, y) if len(y) else TensorDataset(x.new_zeros(1, *x.shape[1:]), y.new_zeros(1))
     private = engine.make_private(
         module=model, optimizer=optimizer, noise_multiplier=sigma, max_grad_norm=clip,
-        data_loader=DataLoader(TensorDataset(x, y), batch_size=len(y)), poisson_sampling=False,
-        grad_sample_mode=mode, noise_generator=torch.Generator().manual_seed(7))
+        data_loader=DataLoader(data, batch_size=max(1, len(y))),
+        poisson_sampling=False, grad_sample_mode=mode,
+        noise_generator=torch.Generator().manual_seed(7))
     private.module.train()
     private.optimizer.zero_grad()
     private.criterion(private.module(x), y).backward()
@@ -150,7 +152,8 @@ class _InPlace(nn.Module):
 
 def test_book_keeping_refuses_a_layer_output_modified_in_place():
     x, y = torch.randn(4, 4), torch.arange(4) % 3
-    with pytest.raises(RuntimeError, match="Linear's output was modified in place"):
+    # its output gradient would be that of the modified tensor: autograd refuses the change
+    with pytest.raises(RuntimeError, match="view and is being modified inplace"):
         _pair("ghost_bk", _InPlace(), x, y)
 
 
@@ -172,3 +175,13 @@ def test_every_mode_supports_every_layer_of_robustlrs_models():
         model = _model(spec, shape)
         for mode in engine.GRAD_SAMPLE_MODES:
             assert engine.check_grad_sample_mode(model, mode) is None, (spec, mode)
+
+
+@pytest.mark.parametrize("mode", FAST_MODES)
+def test_an_empty_poisson_batch_gives_the_noise_of_hooks_mode(mode):
+    base = _model("cnn", (1, 8, 8))
+    x, y = torch.rand(0, 1, 8, 8), torch.zeros(0, dtype=torch.int64)
+    reference, _ = _dp_gradient(copy.deepcopy(base), x, y, "hooks", sigma=1.0, clip=1.0)
+    grads, norms = _dp_gradient(copy.deepcopy(base), x, y, mode, sigma=1.0, clip=1.0)
+    assert norms.shape == (0,)
+    _assert_close(grads, reference)

@@ -118,3 +118,20 @@ def test_resume_of_a_finished_folder_executes_nothing_and_changes_nothing(finish
     changed = [name for name in before_files if after_files[name] != before_files[name]]
     assert changed == []
     assert (run_dir / "run.log").read_text().startswith(log)  # the log is only appended to
+
+
+def test_report_rebuilt_from_the_database_equals_the_original(finished, tmp_path):
+    from click.testing import CliRunner
+
+    from robustlr.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    exports = ("summary.json", "epochs.csv", "report.md", "report.html")
+    original = {name: (run_dir / name).read_bytes() for name in exports}
+    for name in exports:
+        (run_dir / name).unlink()
+    result = CliRunner().invoke(main, ["report", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for name in exports:
+        assert (run_dir / name).read_bytes() == original[name], name

@@ -53,8 +53,7 @@ def test_certify_fields_per_trial():
         assert curve == sorted(curve, reverse=True) and 0 <= curve[-1] <= curve[0] <= 1
         assert 0 <= summary["avg_certified_radius"] <= 1.5
         assert summary["certify_examples"] == 16 and summary["certify_sigma"] == 0.25
-        # the base model under L2 PGD on the same examples: never above its clean accuracy there
-        assert 0 <= summary["empirical_l2_acc_r0_5"] <= summary["empirical_l2_acc_r0_25"] + 0.2
+        assert all(0 <= summary[f"empirical_l2_acc_r{r}"] <= 1 for r in ("0_25", "0_5", "0_75", "1"))
         assert ("certify_train_sigma" in summary) == regime.startswith("gaussian")
 
 
@@ -103,3 +102,18 @@ def test_trades_l2_stays_in_the_l2_ball():
     lengths = (x_adv - x).flatten(1).norm(dim=1)
     assert lengths.max() <= 0.3 + 1e-5 and lengths.min() > 0.2  # it moves, but only that far
     assert (x_adv - x).abs().max() > 0.3 / 4  # not the L-inf step of the default norm
+
+
+def test_a_gaussian_grid_over_three_schedules_reports_certified_curves(tmp_path):
+    import json
+
+    from robustlr.runs.folder import execute
+
+    config = config_module.from_mapping(tiny(
+        schedules=["constant", "cosine", "onecycle"], regimes=["gaussian(sigma=0.25)"],
+        train={"epochs": 2}, evaluation={"certify": CERTIFY}))
+    run_dir = execute(config, out=tmp_path / "run", workers=1, show_progress=False)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(summary) == 3 and all("certified_acc_r0_5" in r for r in summary)
+    report = (run_dir / "report.md").read_text()
+    assert "Certified robustness" in report and (run_dir / "figures" / "certified_accuracy.png").is_file()

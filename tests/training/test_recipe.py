@@ -140,3 +140,12 @@ def test_dp_trains_under_bf16_autocast():
     summary, _ = run(regimes=["dp(noise_multiplier=1.0, poisson=false)"], schedules=["cosine"],
                      train={"precision": "bf16", "epochs": 1})
     assert summary["status"] == "ok" and summary["dp_steps"] == summary["steps"] > 0
+
+
+def test_a_cifar_shaped_run_with_crop_flip_bf16_and_channels_last_trains_on_cpu():
+    summary, _ = run(model="cnn", schedules=["cosine"], regimes=["pgd_at(eps=0.03, steps=2)"],
+                     data={"augment": ["random_crop(padding=4)", "hflip"],
+                           "synthetic": {"num_examples": 120, "num_classes": 10, "shape": [3, 32, 32]}},
+                     train={"precision": "bf16", "channels_last": True, "epochs": 2})
+    assert summary["status"] == "ok" and math.isfinite(summary["train_loss"])
+    assert summary["steps"] == summary["planned_steps"] > 0

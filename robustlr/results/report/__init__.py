@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robustlr.results.report.averaging import averaging_section
+from robustlr.results.report.certified import certified_section
 from robustlr.results.report.constraints import constrained_section
 from robustlr.results.report.document import Document
 from robustlr.results.report.plotting import Palette
@@ -23,8 +25,8 @@ from robustlr.results.report.verdict import ranking_section, verdict_section
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # The evidence after the verdict; each skips itself when its fields are absent.
-SECTIONS: list[Section] = [clean_sections, robustness_section, privacy_section,
-                           poisoning_section, sensitivity_section, failures_section]
+SECTIONS: list[Section] = [clean_sections, robustness_section, certified_section, privacy_section,
+                           poisoning_section, sensitivity_section, averaging_section, failures_section]
 
 
 def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, Any]],

@@ -18,8 +18,15 @@ class BackdoorProbe(Probe):
         self.poison, self.test, self.batch_size = poison, test, batch_size
         self.asr: list[float] = []
 
+    def _measure(self, model: nn.Module) -> dict[str, float]:
+        x, y = self.test
+        metrics = backdoor_metrics(model, x, y, self.poison, batch_size=self.batch_size)
+        if metrics is None:  # the stage hands this probe only poisons that have a trigger
+            raise TypeError(f"{type(self.poison).__name__} has no trigger to measure")
+        return metrics
+
     def epoch(self, model: nn.Module) -> dict[str, float]:
-        metrics = backdoor_metrics(model, *self.test, self.poison, batch_size=self.batch_size)
+        metrics = self._measure(model)
         self.asr.append(metrics["asr"])
         return metrics
 
@@ -32,7 +39,7 @@ class BackdoorProbe(Probe):
     def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:
         if not self.asr:
             return {}
-        metrics = backdoor_metrics(model, *self.test, self.poison, batch_size=self.batch_size)
+        metrics = self._measure(model)
         first = next((i + 1 for i, a in enumerate(self.asr) if a >= 0.5), None)
         return {"asr": metrics["asr"], "ra": metrics["ra"], "asr_best": max(self.asr),
                 "backdoor_epoch": first}

@@ -1,0 +1,33 @@
+"""benchmarks/bench_gpu.py runs small on CPU (the GPU figures need a GPU): every ratio it
+reports is measured and positive, on CIFAR-shaped data with crop+flip, bf16 and channels-last."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_gpu_benchmark_runs_small_on_cpu(tmp_path):
+    result = _load().main(["--small", "--pgd-steps", "2", "--out", str(tmp_path / "r.json")])
+    (entry,) = result["models"]
+    assert result["precision"] == "bf16" and result["channels_last"]
+    assert result["augment"] == ["random_crop(padding=4)", "hflip"]
+    for key in ("ratio_robustlr_over_bare", "ratio_pgd_at_epoch_over_clean_epoch",
+                "ratio_dp_step_over_plain_step"):
+        assert math.isfinite(entry[key]) and entry[key] > 0, key
+    # a PGD-2 epoch is three forward-backward passes per batch: it cannot cost less than clean
+    assert entry["ratio_pgd_at_epoch_over_clean_epoch"] > 1.2
+    assert (tmp_path / "r.json").is_file()
