@@ -34,6 +34,12 @@ from ._common import (
 from ._common import random_start as draw_start
 
 
+def default_step_size(*, eps: float, steps: int) -> float:
+    """PGD's step size when none is given: 2.5 eps / steps (Madry et al. 2018, appendix),
+    so that ``steps`` steps can cross the eps-ball and back from a random start."""
+    return 2.5 * eps / steps
+
+
 def _validate(*, eps: float, step_size: float | None, steps: int, norm: str, restarts: int) -> None:
     check_number("eps", eps)
     check_optional_number("step_size", step_size)
@@ -139,7 +145,9 @@ class PGD:
     @property
     def alpha(self) -> float:
         """The step size actually used."""
-        return 2.5 * self.eps / self.steps if self.step_size is None else self.step_size
+        if self.step_size is None:
+            return default_step_size(eps=self.eps, steps=self.steps)
+        return self.step_size
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with eval_mode(model):

@@ -29,10 +29,10 @@ from robustlr import config as config_module
 from robustlr import data as data_module
 from robustlr import models
 from robustlr.data import augment
+from robustlr.distributed import resolve_device
 from robustlr.grid import Trial
 from robustlr.training.loop import train_trial
 from robustlr.training.recipe import Recipe
-from robustlr.training.setup import resolve_device
 
 AUGMENT = ["random_crop(padding=4)", "hflip"]
 MODEL_SPECS = {"resnet18": "resnet18", "wrn": {"name": "wrn", "depth": 28, "width": 10},

@@ -73,6 +73,7 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
         self.enable_hooks()
 
     def _reset(self) -> None:
+        self._clipping = False  # True inside clip_backward only
         self._anchors: list[torch.Tensor] = []
         self._calls: dict[nn.Module, int] = {}  # forward calls per layer since the last step
         self._samples: dict[nn.Parameter, torch.Tensor] = {}  # instantiated, summed over calls
@@ -93,6 +94,11 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
         return _Tap.apply(output, anchor, partial(self._at_tap, module, activations))
 
     def _at_tap(self, module: nn.Module, activations: list, grad: torch.Tensor) -> None:
+        if not self._clipping:  # a plain backward would leave per-sample state for the next
+            self._reset()  # step and unclipped gradients: refuse it loudly
+            raise RuntimeError(
+                "grad_sample_mode 'ghost_bk': backward pass outside the DP loss; call "
+                "backward() on the private criterion's loss, and attack inside hooks_disabled")
         kind, grad = type(module), grad.detach()
         keep = (self._calls[module] == 1 and module not in self._tied and kind in CLIPPED_SUMS
                 and not (kind in GRAD_SAMPLES and not ghost_norms.conv_uses_gram(module, grad)))
@@ -113,6 +119,7 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
     def clip_backward(self, loss_per_sample: torch.Tensor) -> None:
         """Set ``p.grad`` to the sum over examples of the clipped per-sample gradients."""
         try:
+            self._clipping = True
             if len(loss_per_sample) and self._anchors:  # else an empty batch: noise only
                 torch.autograd.grad(loss_per_sample.sum(), self._anchors, allow_unused=True)
             norms = {**self._norms, **{p: gs.flatten(1).norm(2, dim=1)

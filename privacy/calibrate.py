@@ -17,8 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .accounting import (BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history,
-                         schedule_from_profile, validate)
+from .accounting import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, schedule_from_profile, validate
 
 MAX_EVALUATIONS = 60
 
@@ -81,7 +80,7 @@ def calibrate(*, target_epsilon: float, sample_rate: float, steps: int, delta: f
             noise = schedule_from_profile(sigma, steps, noise_profile)
             _check("noise_profile", bool(np.all(np.isfinite(noise) & (noise > 0))),
                    "finite and positive at every step", "<= 0 or not finite")
-            hist = history(noise, sample_rate, max_levels)
+            hist = history(noise, sample_rate, max_levels, name)
             return epsilon_of_history(hist, delta=delta, accountant=name)
         return spend
 

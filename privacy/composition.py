@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from opacus.accountants.analysis.prv import (Domain, PoissonSubsampledGaussianPRV,
-                                             TruncatedPrivacyRandomVariable)
+from opacus.accountants.analysis.prv import Domain, PoissonSubsampledGaussianPRV, TruncatedPrivacyRandomVariable
 from opacus.accountants.analysis.prv.prvs import DiscretePRV
-from scipy.fft import irfft, next_fast_len, rfft
 from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+from scipy.fft import irfft, next_fast_len, rfft
 from scipy.special import erfcinv
 
 EPS_ERROR = 0.01  # Opacus' PRVAccountant default: added to the estimate for the bound
@@ -46,12 +45,17 @@ def _band_end(q: float, sigma: float) -> float:
     """A privacy loss past which this step's cdf is 1 to double precision."""
     x = float(erfcinv(2 * _CDF_FLOOR / q))  # erfc((2 z s^2 - 1) / (2 sqrt2 s)) < 2 floor / q
     z = (2 * math.sqrt(2) * sigma * x + 1) / (2 * sigma**2)
-    return z + math.log(q) + math.log1p((1 - q) * math.exp(-z))
+    return z + math.log(q) + math.log1p((1 - q) / q * math.exp(-z))  # log(q e^z + 1 - q)
 
 
 def _rdp_epsilon(history: list[tuple[float, int]], q: float, delta: float) -> float:
     rdp = sum(compute_rdp(q=q, noise_multiplier=s, steps=n, orders=_ORDERS) for s, n in history)
     return float(get_privacy_spent(orders=_ORDERS, rdp=rdp, delta=delta)[0])
+
+
+def rdp_bound(levels: np.ndarray, counts: np.ndarray, q: float, *, delta: float) -> float:
+    """RDP's epsilon over integer orders: the fallback when the PRV domain is too large."""
+    return _rdp_epsilon([(float(s), int(n)) for s, n in zip(levels, counts)], q, delta)
 
 
 def domain_for(levels: np.ndarray, counts: np.ndarray, q: float, *, delta: float,

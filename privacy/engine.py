@@ -9,11 +9,17 @@ over the noise actually used per *real* step, because schedules change sigma eve
 Training loop contract
 ----------------------
 - Loss: compute it with ``private.criterion(logits, y)`` and call ``loss.backward()``.
-  In ``ghost`` mode (default; Li et al. 2022, arXiv:2110.05679 / Bu et al. 2023) the
-  criterion returns Opacus' ``DPTensorFastGradientClipping`` whose ``backward()`` runs
-  two passes (per-sample norms, then the clipped sum). A loss computed with plain
-  ``F.cross_entropy`` on ghost mode gives unclipped gradients: never do that. Scaling
-  and adding losses (``w * loss + other``) is supported by Opacus' wrapper.
+  In the ghost modes the criterion returns Opacus' ``DPTensorFastGradientClipping``:
+  ``ghost`` (Opacus; Li et al. 2022, arXiv:2110.05679) and ``ghost_mixed`` (the same with
+  mixed ghost norms for convolutions and GroupNorm, :mod:`.ghost_norms`) run two backward
+  passes (per-sample norms, then the clipped sum); ``ghost_bk`` (book-keeping,
+  :mod:`.bookkeeping`) runs one. A loss computed with plain ``F.cross_entropy`` in a ghost
+  mode gives unclipped gradients: never do that. Scaling and adding losses
+  (``w * loss + other``) is supported by the wrappers.
+- Under ``ghost_bk`` a trainable layer's output is a view that must not be modified in
+  place (autograd refuses it with "is a view and is being modified inplace").
+- :func:`check_grad_sample_mode` says, before training, whether a mode can clip every
+  layer of a model (one line naming the layer and the modes that can).
 - ``optimizer.step()`` then ``if not step_was_skipped(optimizer): count a real step``
   (under :func:`memory_managed` most physical batches only accumulate). Advance LR and
   noise schedules and the budget guard on real steps only.

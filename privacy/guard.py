@@ -54,7 +54,7 @@ class BudgetGuard:
     def _eps(self, extra: Sequence[float]) -> float:
         self.evaluations += 1
         noise = np.concatenate([np.asarray(self._steps, float), np.asarray(extra, float)])
-        hist = history(noise, self.sample_rate, self.max_levels)
+        hist = history(noise, self.sample_rate, self.max_levels, self.accountant)
         return epsilon_of_history(hist, delta=self.delta, accountant=self.accountant)
 
     def plan_steps(self, noise_multipliers: Sequence[float]) -> int:

@@ -82,7 +82,7 @@ def _bounded(value: Any, where: str) -> Any:
     return value
 
 
-def _arithmetic(op: type, left: Any, right: Any, text: str) -> Any:
+def _arithmetic(op: type[ast.operator], left: Any, right: Any, text: str) -> Any:
     if op is ast.Pow and abs(right) > MAX_EXPONENT:
         raise SpecError(f"spec {_quote(text)}: an exponent must be at most {MAX_EXPONENT} in size")
     try:
@@ -159,7 +159,7 @@ def parse(value: str | Mapping[str, Any] | Spec, *, kind: str = "spec") -> Spec:
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated is not None:
         raise SpecError(f"{kind} {_quote(value)}: parameter '{repeated}' is given twice")
-    params = tuple((kw.arg, _freeze(_literal(kw.value, text), kind)) for kw in node.keywords)
+    params = tuple((str(kw.arg), _freeze(_literal(kw.value, text), kind)) for kw in node.keywords)
     return Spec(node.func.id, params)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -48,12 +49,63 @@ def _summary(run_dir: Path) -> list[dict]:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_gate_passes_when_every_bound_holds_and_absent_metrics_are_na(runs):
-    result = _gate(runs[0], "--min", "clean_acc=20", "--max", "train_seconds=1e6",
-                   "--max", "epsilon=3", "--max", "asr=10")
+def _edit(run_dir: Path, change) -> None:
+    """Rewrite each trial's row in the database: ``change(status, summary)`` returns the new
+    (status, summary), or None to drop the trial."""
+    with sqlite3.connect(run_dir / "results.sqlite") as db:
+        for trial, status, summary in db.execute("SELECT trial, status, summary FROM trials").fetchall():
+            changed = change(status, json.loads(summary))
+            if changed is None:
+                db.execute("DELETE FROM epochs WHERE trial = ?", (trial,))
+                db.execute("DELETE FROM trials WHERE trial = ?", (trial,))
+            else:
+                db.execute("UPDATE trials SET status = ?, summary = ? WHERE trial = ?",
+                           (changed[0], None if changed[1] is None else json.dumps(changed[1]), trial))
+
+
+def test_gate_passes_when_every_bound_holds(runs):
+    result = _gate(runs[0], "--min", "clean_acc=20", "--max", "train_seconds=1e6")
     assert result.exit_code == 0, result.output
-    assert "n/a" in result.output and "gate: passed" in result.output
-    assert "FAIL" not in result.output
+    assert "gate: passed" in result.output and "FAIL" not in result.output
+
+
+def test_a_bound_on_a_value_the_run_does_not_have_fails(runs):
+    # no DP, no poison: no epsilon, no ASR. A gate passing on them would certify nothing.
+    result = _gate(runs[0], "--min", "clean_acc=20", "--max", "epsilon=3", "--max", "asr=10")
+    assert result.exit_code == 1, result.output
+    assert "FAIL (missing or not finite)" in result.output and "4 missing" in result.output
+
+
+def test_one_seed_without_a_finite_value_fails_its_group(runs, tmp_path):
+    run_dir = _copy(runs[0], tmp_path)
+    # the store writes a non-finite number as null: what an infinite epsilon becomes
+    _edit(run_dir, lambda status, s: (status, {**s, "clean_acc": None} if s["seed"] == 1 else s))
+    checks = json.loads(_gate(run_dir, "--min", "clean_acc=0", "--json").output)["checks"]
+    assert {c["status"] for c in checks} == {"missing"} and all(c["value"] is None for c in checks)
+    assert _gate(run_dir, "--min", "clean_acc=0").exit_code == 1
+
+
+def test_a_hand_edited_summary_json_is_not_trusted(runs, tmp_path):
+    run_dir = _copy(runs[0], tmp_path)
+    forged = [{**r, "clean_acc": 1.0} for r in _summary(run_dir)]
+    (run_dir / "summary.json").write_text(json.dumps(forged))
+    assert _gate(run_dir, "--min", "clean_acc=99.9").exit_code == 1
+    (run_dir / "summary.json").write_text("not even JSON")
+    assert _gate(run_dir, "--min", "clean_acc=0").exit_code == 0
+
+
+def test_unfinished_trials_fail_the_gate_unless_finished_only(runs, tmp_path):
+    run_dir = _copy(runs[0], tmp_path)
+    statuses = iter(["running", "interrupted", "ok", "ok"])
+    _edit(run_dir, lambda status, s: (next(statuses), s))
+    result = _gate(run_dir, "--min", "clean_acc=0")
+    assert result.exit_code == 1
+    assert result.output.count("is unfinished") == 2 and "2 unfinished" in result.output
+    finished_only = _gate(run_dir, "--min", "clean_acc=0", "--finished-only")
+    assert finished_only.exit_code == 0, finished_only.output
+    assert "skipped 2 unfinished trials (--finished-only)" in finished_only.output
+    report = json.loads(_gate(run_dir, "--min", "clean_acc=0", "--finished-only", "--json").output)
+    assert report["skipped"] == 2 and sum(c["seeds"] for c in report["checks"]) == 2
 
 
 def test_gate_fails_with_exit_1_when_a_bound_is_broken(runs):
@@ -108,8 +160,9 @@ def test_gate_schedule_filter_by_name_or_exact_spec(runs):
 def test_a_failed_trial_fails_the_gate_and_says_so(runs, tmp_path):
     run_dir = _copy(runs[0], tmp_path)
     records = _summary(run_dir)
-    records[0].update(status="failed", error="RuntimeError: boom")
-    (run_dir / "summary.json").write_text(json.dumps(records))
+    first = records[0]["trial"]
+    _edit(run_dir, lambda status, s: ("failed", {**s, "status": "failed", "error": "RuntimeError: boom"})
+          if s["trial"] == first else (status, s))
     result = _gate(run_dir, "--min", "clean_acc=0")
     assert result.exit_code == 1
     assert f"trial {records[0]['trial']}" in result.output and "failed: RuntimeError: boom" in result.output
@@ -149,8 +202,7 @@ def test_compare_flags_what_a_different_lr_changed(runs):
 
 def test_compare_with_one_seed_per_side_has_no_noise_estimate(runs, tmp_path):
     run_dir = _copy(runs[1], tmp_path)
-    (run_dir / "summary.json").write_text(json.dumps([r for r in _summary(run_dir)
-                                                      if r["seed"] == 0]))
+    _edit(run_dir, lambda status, s: (status, s) if s["seed"] == 0 else None)
     result = _compare(run_dir, run_dir)
     assert result.exit_code == 0 and "1 seed: no noise estimate" in result.output
     one_against_two = _compare(run_dir, runs[1]).output  # 1 vs 2 seeds: a pooled SE exists

@@ -122,12 +122,14 @@ def test_a_second_writer_is_refused_while_the_first_runs_and_admitted_once_it_is
     first = subprocess.Popen([ROBUSTLR, "run", str(config), "--out", str(out), "--workers", "2",
                               "--no-progress"], stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        deadline = time.time() + 120
+        # waits on events (the log exists; the second process ends), with limits that only a
+        # hang reaches: a CLI start took 80 s on a loaded 2-core machine
+        deadline = time.time() + 900
         while not (out / "run.log").exists():
             assert time.time() < deadline and first.poll() is None
             time.sleep(0.2)
         second = subprocess.run([ROBUSTLR, "run", "--resume", str(out), "--no-progress"],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=900)
         assert first.poll() is None, "the first run should still be writing"
         assert second.returncode == 1
         assert f"pid {first.pid}" in one_error_line(second.stderr)

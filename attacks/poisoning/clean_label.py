@@ -59,14 +59,15 @@ class CleanLabel:
                generator: torch.Generator | None, model: torch.nn.Module | None = None,
                ) -> PoisonedData:
         """Poisoned copy of (x, y); ``model`` (trained on clean data) is required."""
-        from ..pgd import pgd  # the evasion package is optional for the other poisons
+        from ..pgd import default_step_size, pgd  # the evasion package is optional for the other poisons
 
         if model is None:
             raise ValueError("model must be given for clean_label (a model trained on clean data)")
         check_inputs(x, y)
         check_class("target", self.target, num_classes)
         indices = choose(y == self.target, self.rate, len(y), generator, "target-class examples")
-        step_size = self.step_size if self.step_size is not None else 2.5 * self.eps / self.steps
+        step_size = (self.step_size if self.step_size is not None
+                     else default_step_size(eps=self.eps, steps=self.steps))
         device = next(model.parameters()).device
         adversarial = pgd(model, x[indices].to(device), y[indices].to(device), eps=self.eps,
                           step_size=step_size, steps=self.steps, generator=generator)

@@ -82,7 +82,8 @@ def _checked_metadata(text: Any, where: str) -> dict[str, Any]:
     except SpecError as error:
         raise CheckpointError(f"{where!r}: model spec: {error}") from None
     shape, classes = meta.get("input_shape"), meta.get("num_classes")
-    if not (_ints(shape, 1, 1 << 16) and 1 <= len(shape) <= 4 and _ints([classes], 1, 1 << 20)):
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4 and _ints(shape, 1, 1 << 16)
+            and _ints([classes], 1, 1 << 20)):
         raise CheckpointError(f"{where!r}: input_shape or num_classes is not a small positive "
                               "integer list / integer")
     for key in ("mean", "std"):

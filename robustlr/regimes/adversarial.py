@@ -12,7 +12,7 @@ from torch import nn
 
 from robustlr import schedules
 from robustlr.attacks.fgsm import fgsm
-from robustlr.attacks.pgd import pgd
+from robustlr.attacks.pgd import default_step_size, pgd
 from robustlr.distributed import local_module
 from robustlr.modes import generating_attack
 from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
@@ -84,7 +84,8 @@ class PGDTraining(AdversarialRegime):
         self.steps, self.step_size, self.norm = steps, step_size, norm
 
     def perturb(self, model, x, y, eps):
-        step_size = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
+        step_size = (self.step_size if self.step_size is not None
+                     else default_step_size(eps=eps, steps=self.steps))
         return pgd(model, x, y, eps=eps, step_size=step_size, steps=self.steps, norm=self.norm,
                    random_start=True, generator=self.generator)
 
@@ -116,7 +117,8 @@ class TRADES(AdversarialRegime):
         self.beta, self.steps, self.step_size, self.norm = beta, steps, step_size, norm
 
     def perturb(self, model, x, y, eps):
-        step_size = self.step_size if self.step_size is not None else 2.5 * eps / self.steps
+        step_size = (self.step_size if self.step_size is not None
+                     else default_step_size(eps=eps, steps=self.steps))
         with torch.no_grad():
             natural = nn.functional.softmax(model(x), dim=1)
         noise = torch.randn(x.shape, generator=self.generator, device=x.device)

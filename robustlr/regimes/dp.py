@@ -18,20 +18,47 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from typing import Any
 
 import torch
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-from robustlr import distributed, schedules
-from robustlr.attacks.pgd import pgd
+from robustlr import distributed
 from robustlr.modes import generating_attack
-from robustlr.privacy import ACCOUNTANTS, BudgetGuard, calibrate
+from robustlr.privacy import BudgetGuard, calibrate
 from robustlr.privacy import engine as dp_engine
 from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
-from robustlr.regimes.adversarial import attack_generator
+from robustlr.regimes.adversarial import PGDTraining
 from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
+from robustlr.regimes.dp_settings import DPSettings, check_fits_data, profile
+
+# Opacus' hooks make torch warn on every backward whose inputs need no gradient (the usual
+# case for a first layer); it says nothing the user can act on. Filtered only while DP runs.
+_HOOK_WARNING = "Full backward hook is firing when gradients are computed with respect to"
+
+
+@contextlib.contextmanager
+def quiet_hooks():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_HOOK_WARNING)
+        yield
+
+
+class _QuietLoss:
+    """The private loss (a tensor, or Opacus' ghost-clipping loss) whose backward pass, where
+    the hooks fire, runs under :func:`quiet_hooks`; the loop calls only these two methods."""
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def backward(self) -> None:
+        with quiet_hooks():
+            self.loss.backward()
+
+    def detach(self) -> torch.Tensor:
+        return self.loss.detach()
 
 
 class _DeviceBatches:
@@ -57,10 +84,14 @@ class DPRegime(Regime):
     name = "dp"
     loss_kind = "private"
 
-    def __init__(self, **settings: Any):
+    def __init__(self, settings: DPSettings):
         self.settings = settings
-        self.noise_profile = _profile(settings["noise_schedule"])
-        self.clip_profile = _profile(settings["clip_schedule"])
+        self.noise_profile = profile(settings.noise_schedule)
+        self.clip_profile = profile(settings.clip_schedule)
+        # PGD-AT under DP is pgd_at's own attack (linf, default step size, random start)
+        self.adversary = (PGDTraining(eps=settings.adversarial_eps, steps=settings.adversarial_steps,
+                                      step_size=None, norm="linf", ramp=None)
+                          if settings.adversarial_eps > 0 else None)
         self.exhausted = False
         self.guard: BudgetGuard | None = None
         self.noise_history: list[float] = []  # per real step, for accounting without a cap
@@ -72,16 +103,17 @@ class DPRegime(Regime):
         optimizer = setup.optimizer if model is setup.model else _rebuild(setup.optimizer, model)
         x, y = setup.train_data
         self.n = len(y)
-        self.delta = s["delta"] if s["delta"] is not None else 0.1 / self.n
-        if self.delta >= 1.0 / self.n:
-            raise ValueError(f"regime 'dp': delta must be below 1/N = {1.0 / self.n:.3g} "
-                             f"(N = {self.n} training examples), got {self.delta}")
+        try:
+            check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size)
+        except ValueError as error:
+            raise ValueError(f"regime 'dp': {error}") from None
+        self.delta = s.delta_for(self.n)
         world = setup.world
         if world.distributed:  # Opacus sees DP-DDP and builds its distributed optimizer
             model = DPDDP(model)
             loader = distributed.private_loader(x.cpu(), y.cpu(), batch_size=setup.batch_size,
                                                 generator=setup.generator, world=world,
-                                                poisson=s["poisson"])
+                                                poisson=s.poisson)
         else:
             dataset = TensorDataset(x.cpu(), y.cpu())
             # Without Poisson sampling the batches are those of the standard regime (same
@@ -90,32 +122,35 @@ class DPRegime(Regime):
                                 sampler=RandomSampler(dataset, generator=setup.generator))
         private = dp_engine.make_private(
             module=model, optimizer=optimizer, data_loader=loader, noise_multiplier=1.0,
-            max_grad_norm=s["max_grad_norm"], poisson_sampling=s["poisson"] and not world.distributed,
-            grad_sample_mode=s["grad_sample_mode"])
-        if world.distributed and s["poisson"]:
+            max_grad_norm=s.max_grad_norm, poisson_sampling=s.poisson and not world.distributed,
+            grad_sample_mode=s.grad_sample_mode)
+        if world.distributed and s.poisson:
             private.module.forbid_grad_accumulation()  # what make_private does for Poisson
-        self.attack_generator = attack_generator(setup)
+        if self.adversary is not None:
+            self.adversary.prepare(setup)
         self.private = private
         self.sample_rate = setup.batch_size / self.n
         total = setup.epochs * len(private.data_loader)
-        self.max_epsilon = s["max_epsilon"] or s["target_epsilon"]
+        self.max_epsilon = s.cap
         if self.max_epsilon is not None:
             self.guard = BudgetGuard(max_epsilon=self.max_epsilon, delta=self.delta,
-                                     sample_rate=self.sample_rate, accountant=s["accountant"])
-        self.base_noise = s["noise_multiplier"]
+                                     sample_rate=self.sample_rate, accountant=s.bound_accountant)
+        self.base_noise = s.noise_multiplier
         if self.base_noise is None:
             # land just under what the guard certifies (the cap less the accountant's error
             # margin), so the whole planned run is certified in one accountant call
-            target = min(s["target_epsilon"], self.max_epsilon - self.guard.margin)
+            assert self.guard is not None and s.target_epsilon is not None
+            target = min(s.target_epsilon, self.max_epsilon - self.guard.margin)
             self.base_noise = calibrate(target_epsilon=target, sample_rate=self.sample_rate,
-                                        steps=total, delta=self.delta, accountant=s["accountant"],
+                                        steps=total, delta=self.delta,
+                                        accountant=s.bound_accountant,
                                         noise_profile=self.noise_profile)
         if self.guard is not None:
             self.guard.plan_steps([self._noise(i / total) for i in range(total)])
-        self.sigma, self.clip = self.base_noise, s["max_grad_norm"]
+        self.sigma, self.clip = self.base_noise, s.max_grad_norm
         self.steps_taken = 0
         loader = _DeviceBatches(private.data_loader, setup.device, private.optimizer,
-                                s["physical_batch_size"])
+                                s.physical_batch_size)
         return TrainingSetup(model=private.module, optimizer=private.optimizer, loader=loader,
                              total_steps=total, epochs=setup.epochs, dataset_size=self.n,
                              batch_size=setup.batch_size, device=setup.device,
@@ -128,7 +163,7 @@ class DPRegime(Regime):
     # -- per step ------------------------------------------------------------------------
     def before_step(self, *, progress: float) -> None:
         self.sigma = self._noise(progress)
-        self.clip = self.settings["max_grad_norm"] * self.clip_profile(progress)
+        self.clip = self.settings.max_grad_norm * self.clip_profile(progress)
         if self.guard is not None and not self.guard.allows(self.sigma):
             self.exhausted = True
             return
@@ -136,19 +171,18 @@ class DPRegime(Regime):
         dp_engine.set_max_grad_norm(self.private.optimizer, self.clip)
 
     def losses(self, model, x, y, *, progress):
-        eps = self.settings["adversarial_eps"]
-        if eps > 0:
+        if self.adversary is not None:
             # PGD-AT under DP: hooks off while the attack takes input gradients, on again for
             # the private forward and backward pass of the adversarial batch
-            steps = self.settings["adversarial_steps"]
-            with generating_attack(model, self):
-                x = pgd(model, x, y, eps=eps, step_size=2.5 * eps / steps, steps=steps,
-                        generator=self.attack_generator)
-        logits = model(x)
-        return {"loss": self.private.criterion(logits, y), "logits": logits}
+            with generating_attack(model, self), quiet_hooks():
+                x = self.adversary.perturb(model, x, y, self.adversary.eps_at(progress))
+        with quiet_hooks():
+            logits = model(x)
+        return {"loss": _QuietLoss(self.private.criterion(logits, y)), "logits": logits}
 
     def step(self, optimizer) -> bool:
-        optimizer.step()
+        with quiet_hooks():
+            optimizer.step()
         if dp_engine.step_was_skipped(optimizer):
             return False
         if self.guard is not None:
@@ -169,7 +203,21 @@ class DPRegime(Regime):
             return math.inf  # no noise, no privacy (the equivalence check with standard SGD)
         return epsilon(sample_rate=self.sample_rate, noise_multiplier=self.noise_history,
                        steps=len(self.noise_history), delta=self.delta,
-                       accountant=self.settings["accountant"])
+                       accountant=self.settings.bound_accountant)
+
+    def gdp_estimate(self) -> float | None:
+        """GDP's CLT estimate of epsilon, reported beside the bound when asked for; never
+        used to stop or calibrate (it can fall below the true epsilon)."""
+        from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
+
+        if self.settings.accountant != "gdp" or not self.noise_history:
+            return None
+        if len(set(self.noise_history)) > 1 or min(self.noise_history) == 0:
+            return None  # Opacus' GDP takes one constant noise only
+        hist = history(self.noise_history, self.sample_rate, accountant="gdp")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=GDP_WARNING)
+            return epsilon_of_history(hist, delta=self.delta, accountant="gdp")
 
     def epoch_metrics(self) -> dict[str, float]:
         return {"epsilon": self.spent(), "noise_multiplier": self.sigma, "max_grad_norm": self.clip}
@@ -179,11 +227,12 @@ class DPRegime(Regime):
 
     def summary(self) -> dict[str, Any]:
         s = self.settings
-        return {"epsilon": self.spent(), "delta": self.delta, "accountant": s["accountant"],
+        return {"epsilon": self.spent(), "delta": self.delta,
+                "accountant": s.bound_accountant, "epsilon_gdp": self.gdp_estimate(),
                 "noise_multiplier": self.base_noise, "sample_rate": self.sample_rate,
-                "dp_steps": self.steps_taken, "max_grad_norm": s["max_grad_norm"],
-                "target_epsilon": s["target_epsilon"], "max_epsilon": self.max_epsilon,
-                "budget_exhausted": self.exhausted, "grad_sample_mode": s["grad_sample_mode"],
+                "dp_steps": self.steps_taken, "max_grad_norm": s.max_grad_norm,
+                "target_epsilon": s.target_epsilon, "max_epsilon": self.max_epsilon,
+                "budget_exhausted": self.exhausted, "grad_sample_mode": s.grad_sample_mode,
                 "model_fixes": self.fixes}
 
     @contextlib.contextmanager
@@ -196,15 +245,6 @@ class DPRegime(Regime):
 
     def data_parallel(self, setup):
         return setup.model  # already DP-DDP inside Opacus' wrapper (see prepare)
-
-
-def _profile(spec: str | None):
-    if spec is None:
-        return lambda progress: 1.0
-    schedule = schedules.parse(spec)
-    if schedule.metric_driven or schedule.optimizer_based:
-        raise ValueError(f"noise and clip schedules must be functions of progress, not {spec!r}")
-    return schedule
 
 
 def _rebuild(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -229,36 +269,14 @@ def dp(noise_multiplier: float | None = None, target_epsilon: float | None = Non
     that reaches it stops with status ``budget_exhausted``. ``delta`` defaults to 0.1 / N.
     ``adversarial_eps`` > 0 trains on L-inf PGD examples (PGD-AT under DP: Opacus' hooks are
     off while the attack runs). ``noise_multiplier=0`` with ``poisson=false`` is plain SGD
-    through Opacus (epsilon infinite), for equivalence checks.
+    through Opacus (epsilon infinite), for equivalence checks. ``accountant`` is ``prv``
+    (default) or ``rdp``, the upper bound that stops and calibrates; ``gdp`` is a CLT
+    estimate, never a bound: the run is then stopped and calibrated with ``prv`` and GDP's
+    estimate is reported beside it as ``epsilon_gdp``.
     """
-    if (noise_multiplier is None) == (target_epsilon is None):
-        raise ValueError("give exactly one of noise_multiplier and target_epsilon")
-    if noise_multiplier is not None and noise_multiplier < 0:
-        raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
-    if noise_multiplier == 0 and max_epsilon is not None:
-        raise ValueError("max_epsilon needs noise: noise_multiplier 0 spends an infinite epsilon")
-    if adversarial_eps < 0 or adversarial_steps < 1:
-        raise ValueError(f"adversarial_eps must be >= 0 and adversarial_steps >= 1, got "
-                         f"{adversarial_eps} and {adversarial_steps}")
-    for name, value in (("target_epsilon", target_epsilon), ("max_epsilon", max_epsilon)):
-        if value is not None and value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
-    if target_epsilon and max_epsilon and max_epsilon < target_epsilon:
-        raise ValueError(f"max_epsilon ({max_epsilon}) must be >= target_epsilon ({target_epsilon})")
-    if delta is not None and not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
-    if max_grad_norm <= 0:
-        raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
-    if accountant not in ACCOUNTANTS:
-        raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, got {accountant!r}")
-    if grad_sample_mode not in dp_engine.GRAD_SAMPLE_MODES:
-        raise ValueError(f"grad_sample_mode must be one of {', '.join(dp_engine.GRAD_SAMPLE_MODES)}, "
-                         f"got {grad_sample_mode!r}")
-    if physical_batch_size is not None and physical_batch_size < 1:
-        raise ValueError(f"physical_batch_size must be >= 1, got {physical_batch_size}")
-    return DPRegime(noise_multiplier=noise_multiplier, target_epsilon=target_epsilon,
-                    max_epsilon=max_epsilon, delta=delta, max_grad_norm=max_grad_norm,
-                    accountant=accountant, noise_schedule=noise_schedule,
-                    clip_schedule=clip_schedule, grad_sample_mode=grad_sample_mode,
-                    physical_batch_size=physical_batch_size, poisson=poisson,
-                    adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps)
+    return DPRegime(DPSettings(
+        noise_multiplier=noise_multiplier, target_epsilon=target_epsilon,
+        max_epsilon=max_epsilon, delta=delta, max_grad_norm=max_grad_norm,
+        accountant=accountant, noise_schedule=noise_schedule, clip_schedule=clip_schedule,
+        grad_sample_mode=grad_sample_mode, physical_batch_size=physical_batch_size,
+        poisson=poisson, adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps))

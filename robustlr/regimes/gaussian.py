@@ -20,7 +20,7 @@ class GaussianAugmentation(Regime):
 
     def __init__(self, *, sigma: float):
         self.sigma = sigma
-        self.generator: torch.Generator | None = None
+        self.generator = torch.Generator()  # replaced by the trial's seeded one in prepare()
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         # its own seeded stream (offset per rank), so batch order does not depend on the noise

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from robustlr.errors import RunFailure
 from robustlr.results import writer_lock
@@ -77,7 +77,7 @@ class Store:
         except StoreError:
             self._db.close()
             raise
-        self._lock = None
+        self._lock: IO[str] | None = None
 
     def _error(self, verb: str, error: sqlite3.Error) -> StoreError:
         return StoreError(f"cannot {verb} results database {self.path}: {_hint(error, self.path)}")

@@ -90,6 +90,25 @@ def _check_data(config: ExperimentConfig) -> None:
                        f"most {examples}")
     if bundle.streamed:
         _check_streamed(config)
+    _check_dp_fits(config, dataset_size=examples)
+
+
+def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int) -> None:
+    """A dp regime that cannot take one step on this data (or whose delta is >= 1/N) is a
+    config error now, not a trial that trains nothing and is ranked anyway."""
+    from robustlr.regimes.dp_settings import check_fits_data, settings_of
+
+    for number, dimensions in enumerate(config.dimension_sets()):
+        prefix = f"grids[{number}]." if config.grids else ""
+        for index, spec in enumerate(dimensions["regimes"]):
+            settings = settings_of(spec)
+            if settings is None:
+                continue
+            try:
+                check_fits_data(settings, dataset_size=dataset_size,
+                                batch_size=config.train.batch_size)
+            except ValueError as error:
+                raise ConfigError(f"{prefix}regimes[{index}]: dp: {error}") from None
 
 
 def _check_streamed(config: ExperimentConfig) -> None:

@@ -39,7 +39,8 @@ def run_pool(tasks: list[TrialTask], workers: int, record: Recorder) -> None:
     queue = context.Queue()
     # a forkserver's child has the server as its parent, which exits when this process does
     parent = os.getpid() if context.get_start_method() == "fork" else None
-    waiting, running = deque(tasks), {}
+    waiting: deque[TrialTask] = deque(tasks)
+    running: dict[multiprocessing.process.BaseProcess, TrialTask] = {}
     ended: set[str] = set()
     try:
         while waiting or running:

@@ -5,17 +5,20 @@ A checkpoint holds the model, the optimizer, the loss scaler, the schedule clock
 taken, inside the loop's progress) and the plateau tracker, every RNG (torch, CUDA, numpy,
 Python and the batch-order generator), the regime's state (e.g. the attack generator), the
 weight average, the probes' state (robust-accuracy history, best weights) and the epoch rows
-so far. Files are written to a temporary name, fsynced and renamed (``os.replace`` is atomic),
-and the two latest are kept: a torn or unreadable latest falls back to the one before. They
+so far. Files are written to a temporary name, fsynced and renamed (``os.replace`` is atomic)
+in a background thread, and the two latest are kept: a torn or unreadable latest falls back
+to the one before. They
 load with ``weights_only=True`` (tensors, numbers, strings, lists and dicts only).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import random
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,27 +78,55 @@ def _tracker_state(tracker) -> dict[str, float] | None:
     return {"factor": tracker.factor, "best": tracker.best, "bad_epochs": tracker.bad_epochs}
 
 
-def save(directory: Path, *, epoch: int, parts: Parts, progress: dict[str, Any],
-         key: str) -> Path:
-    """Write epoch ``epoch``'s checkpoint atomically and keep the ``KEEP`` latest."""
-    state = {
-        "format": FORMAT, "fingerprint": key, "epoch": epoch, "progress": progress,
-        "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
-        "recipe": parts.recipe.state_dict(), "regime": parts.regime.state_dict(),
-        "tracker": _tracker_state(parts.tracker), "rng": _rng_state(parts),
-        "averager": parts.averager.state_dict() if parts.averager is not None else None,
-        "probes": [probe.state_dict() for probe in parts.probes]}
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"epoch-{epoch:05d}.pt"
-    temporary = directory / f".{path.name}.tmp"
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    for old in checkpoints(directory)[KEEP:]:
-        old.unlink(missing_ok=True)
-    return path
+class Writer:
+    """Writes a trial's checkpoints into ``directory``: the state is serialised at once (it
+    must be the state of this moment), the file written, fsynced and renamed in a background
+    thread so the disk's latency stays off the training loop. One write at a time; ``wait``
+    raises a failed write's error (e.g. a full disk)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, *, epoch: int, parts: Parts, progress: dict[str, Any], key: str) -> None:
+        """Checkpoint epoch ``epoch`` and keep the ``KEEP`` latest."""
+        state = {
+            "format": FORMAT, "fingerprint": key, "epoch": epoch, "progress": progress,
+            "model": parts.model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+            "recipe": parts.recipe.state_dict(), "regime": parts.regime.state_dict(),
+            "tracker": _tracker_state(parts.tracker), "rng": _rng_state(parts),
+            "averager": parts.averager.state_dict() if parts.averager is not None else None,
+            "probes": [probe.state_dict() for probe in parts.probes]}
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.wait()
+        self._thread = threading.Thread(target=self._write, args=(epoch, buffer.getbuffer()),
+                                        name=f"checkpoint-{epoch}")
+        self._thread.start()
+
+    def _write(self, epoch: int, data: memoryview) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"epoch-{epoch:05d}.pt"
+            temporary = self.directory / f".{path.name}.tmp"
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)  # atomic: a reader sees the old file or the new one
+            for old in checkpoints(self.directory)[KEEP:]:
+                old.unlink(missing_ok=True)
+        except BaseException as error:  # raised in the loop's thread by wait()
+            self._error = error
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def checkpoints(directory: Path) -> list[Path]:

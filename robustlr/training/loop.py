@@ -86,6 +86,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                              averager=averager, probes=probes)
     resume_dir, key = _resume_dir(config, trial, trial_dir, world)
     first_epoch = _resume(resume_dir, key, parts, run, on_epoch)
+    writer = checkpoint.Writer(resume_dir) if resume_dir is not None else None
 
     for epoch in range(first_epoch, config.train.epochs + 1):
         epoch_started = time.perf_counter()
@@ -119,8 +120,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         if stop is not None:
             run.status = stop
             break
-        if resume_dir is not None and epoch % config.train.checkpoint_every == 0:
-            checkpoint.save(resume_dir, epoch=epoch, parts=parts, progress=run.state(), key=key)
+        if writer is not None and epoch % config.train.checkpoint_every == 0:
+            writer.save(epoch=epoch, parts=parts, progress=run.state(), key=key)
 
     final_model = regime.trained_model(model)
     if save_model and trial_dir is not None:
@@ -139,7 +140,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
             summary.update(probe.final(final_model, trial_dir))
     summary["eval_seconds"] = time.perf_counter() - evaluation_started
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
-    if resume_dir is not None:
+    if writer is not None:
+        writer.wait()
         checkpoint.clear(resume_dir)
     return summary
 

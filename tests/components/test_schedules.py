@@ -263,6 +263,24 @@ def test_plateau_nan_is_not_an_improvement():
     assert tracker.observe(float("nan")) == pytest.approx(0.1)
 
 
+def test_plateau_an_infinite_first_value_is_not_an_improvement():
+    tracker = parse("plateau(patience=0, factor=0.5)").tracker()
+    assert tracker.observe(math.inf) == 0.5 and tracker.best == math.inf
+
+
+@pytest.mark.parametrize("first,second,reduced", [
+    (1.0, 1.0, True),      # equal is not better, even with no threshold
+    (2.0, 1.8, True),      # exactly threshold * best below: not better (strictly less needed)
+    (2.0, 1.9, True),      # within the relative threshold (0.1 * 2 = 0.2)
+    (2.0, 1.79, False),    # beyond it
+])
+def test_plateau_improvement_is_relative_to_the_best_and_strict(first, second, reduced):
+    threshold = 0.0 if first == second else 0.1
+    tracker = parse(f"plateau(patience=0, factor=0.5, threshold={threshold})").tracker()
+    tracker.observe(first)
+    assert tracker.observe(second) == (0.5 if reduced else 1.0)
+
+
 def test_schedule_free_is_flat_and_gives_the_optimizer_warmup():
     schedule = parse("schedule_free(warmup=0.05)")
     assert values(schedule, 100) == [1.0] * 100

@@ -185,3 +185,16 @@ def test_an_empty_poisson_batch_gives_the_noise_of_hooks_mode(mode):
     grads, norms = _dp_gradient(copy.deepcopy(base), x, y, mode, sigma=1.0, clip=1.0)
     assert norms.shape == (0,)
     _assert_close(grads, reference)
+
+
+def test_book_keeping_refuses_a_plain_backward_through_the_model():
+    torch.manual_seed(0)
+    model, x, y = nn.Sequential(nn.Linear(4, 3)), torch.randn(6, 4), torch.arange(6) % 3
+    private = engine.make_private(
+        module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        noise_multiplier=0.0, max_grad_norm=1.0, poisson_sampling=False,
+        data_loader=DataLoader(TensorDataset(x, y), batch_size=6), grad_sample_mode="ghost_bk")
+    with pytest.raises(RuntimeError, match="backward pass outside the DP loss"):
+        nn.functional.cross_entropy(private.module(x), y).backward()
+    private.criterion(private.module(x), y).backward()  # the next real step still works
+    assert all(p.grad is not None for p in model.parameters())

@@ -52,9 +52,10 @@ def test_zero_noise_no_clipping_equals_plain_sgd(digits_tensors, mode):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
 
 
-def test_memory_manager_skips_three_of_four_physical_steps(digits_tensors):
+@pytest.mark.parametrize("mode", ["ghost", "ghost_bk"])
+def test_memory_manager_skips_three_of_four_physical_steps(digits_tensors, mode):
     x, y = digits_tensors[0][:256], digits_tensors[1][:256]
-    private = _private(tiny_cnn(), x, y, batch_size=64, sigma=1.0, clip=1.0)
+    private = _private(tiny_cnn(), x, y, batch_size=64, sigma=1.0, clip=1.0, mode=mode)
     skipped, before = [], [p.detach().clone() for p in private.module.parameters()]
     with engine.memory_managed(private.data_loader, 16, private.optimizer) as loader:
         for xb, yb in loader:

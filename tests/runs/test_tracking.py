@@ -23,10 +23,6 @@ from robustlr.cli import main  # noqa: E402
 from robustlr.runs.folder import execute  # noqa: E402
 from robustlr.runs.tracking import RUN_ID_FILE, check_tracker, open_tracker  # noqa: E402
 
-# a 1-D signal cannot enter a 2-D CNN: every trial fails when its model is built (test_run)
-FAILING = {"model": "cnn", "data": {"synthetic": {"num_examples": 120, "num_classes": 3,
-                                                  "shape": [1, 12]}}}
-
 
 @pytest.fixture(scope="module")
 def uri(tmp_path_factory):
@@ -98,15 +94,21 @@ def test_a_tracked_run_has_one_parent_and_a_child_per_trial_with_the_run_folder_
     assert parent.info.artifact_uri.startswith(uri.replace("sqlite:///", "file://").rsplit("/", 1)[0])
 
 
-def test_a_failed_trial_is_a_failed_child_run_with_its_error(tmp_path, uri):
-    run_dir = tracked(tmp_path, uri, "track-failed", schedules=["constant"], **FAILING)
+def test_a_failed_trial_is_a_failed_child_run_with_its_error(tmp_path, uri, monkeypatch):
+    from robustlr.runs import tasks
+
+    def boom(*args, **kwargs):  # a trial that raises while it trains (one worker: in-process)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(tasks, "run_trial", boom)
+    run_dir = tracked(tmp_path, uri, "track-failed", schedules=["constant"])
     summary, _ = read(run_dir)
     _, parents, children = runs_of(uri, "track-failed")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     child = children[summary[0]["trial"]]
     assert child.info.status == "FAILED"
     assert child.data.tags["status"] == "failed"
-    assert child.data.tags["error"] == summary[0]["error"] and summary[0]["error"]
+    assert child.data.tags["error"] == summary[0]["error"] == "RuntimeError: boom"
 
 
 def test_resume_reuses_the_parent_run_and_logs_only_the_unfinished_trials(tmp_path, uri):

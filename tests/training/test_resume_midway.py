@@ -109,10 +109,12 @@ def _parts(seed: int) -> checkpoint.Parts:
 
 def test_a_torn_checkpoint_falls_back_to_the_one_before(tmp_path):
     parts = _parts(0)
+    writer = checkpoint.Writer(tmp_path)
     for epoch in (1, 2, 3):
         with torch.no_grad():
             parts.model.weight.fill_(epoch)
-        checkpoint.save(tmp_path, epoch=epoch, parts=parts, progress={"steps": epoch}, key="k")
+        writer.save(epoch=epoch, parts=parts, progress={"steps": epoch}, key="k")
+    writer.wait()
     assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["epoch-00003.pt", "epoch-00002.pt"]
     latest = tmp_path / "epoch-00003.pt"
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])  # torn mid-write
@@ -131,7 +133,9 @@ def test_restoring_a_checkpoint_restores_every_random_stream(tmp_path):
     import numpy as np
 
     parts = _parts(0)
-    checkpoint.save(tmp_path, epoch=1, parts=parts, progress={}, key="k")
+    writer = checkpoint.Writer(tmp_path)
+    writer.save(epoch=1, parts=parts, progress={}, key="k")
+    writer.wait()
     draws = (torch.rand(3), np.random.rand(3), python_random.random(),
              torch.randperm(10, generator=parts.generator))
     checkpoint.restore(checkpoint.load(tmp_path, key="k"), parts)

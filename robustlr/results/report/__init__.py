@@ -17,10 +17,11 @@ from robustlr.results.report.document import Document
 from robustlr.results.report.plotting import Palette
 from robustlr.results.report.poisoning import poisoning_section
 from robustlr.results.report.privacy import privacy_section
+from robustlr.results.report.ranking import ranking_section
 from robustlr.results.report.robustness import robustness_section
 from robustlr.results.report.sections import clean_sections, failures_section, status_line
 from robustlr.results.report.sensitivity import sensitivity_section
-from robustlr.results.report.verdict import ranking_section, verdict_section
+from robustlr.results.report.verdict import verdict_section
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
@@ -35,7 +36,7 @@ def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, An
     settings) adds the ranking under constraints and chooses the LR scale per schedule
     (``select_lr``)."""
     document = Document(f"robustlr report: {title}",
-                        palette=Palette(r.get("schedule") for r in summaries))
+                        palette=Palette(str(r.get("schedule")) for r in summaries))
     status_line(document, summaries)
     judged = verdict_section(document, summaries, getattr(ranking, "select_lr", "none"))
     constrained_section(document, summaries, ranking)

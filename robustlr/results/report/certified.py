@@ -20,8 +20,7 @@ def _field(prefix: str, radius: float) -> str:
 
 
 def _mean(records: list[dict], field: str) -> float | None:
-    values = [finite(r.get(field)) for r in records]
-    values = [v for v in values if v is not None]
+    values = [v for v in (finite(r.get(field)) for r in records) if v is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -30,7 +29,7 @@ def certified_section(document: Document, summaries: list[dict], rows: list[dict
     if not certified:
         return
     document.heading("Certified robustness (randomized smoothing)")
-    sigmas = sorted({r.get("certify_sigma") for r in certified if r.get("certify_sigma")})
+    sigmas = sorted({float(r["certify_sigma"]) for r in certified if r.get("certify_sigma")})
     document.text(
         "Certified accuracy of the smoothed classifier (Gaussian noise, sigma "
         f"{', '.join(f'{s:g}' for s in sigmas)}; Cohen et al. 2019) at each L2 radius: the share "

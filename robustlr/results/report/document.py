@@ -8,6 +8,7 @@ import html
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -34,7 +35,7 @@ class Plot:
 @dataclass
 class Document:
     title: str
-    blocks: list[tuple[str, object]] = field(default_factory=list)
+    blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, text/Table/Plot/list)
     palette: Palette = field(default_factory=lambda: Palette([]))  # one colour per schedule
 
     def heading(self, text: str) -> None:

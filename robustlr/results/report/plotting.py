@@ -106,7 +106,7 @@ def spread(positions: list[float], gap: float) -> list[float]:
     return placed
 
 
-def label_line_ends(axes, lines: list[tuple[str, list[float], list[float], object]],
+def label_line_ends(axes, lines: Sequence[tuple[str, Sequence[float], Sequence[float], object]],
                     *, gap: float = 0.055) -> None:
     """Name each curve beside the right edge at the height of its last point (moved apart
     so names never overlap) instead of a legend. Call after the y limits are set."""

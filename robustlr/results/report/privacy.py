@@ -87,10 +87,10 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
         labels += [label] * len(line)
     front = sorted((-x, y) for (x, y), best in zip(points, _pareto(points)) if best)
     if front:
-        axes.plot([p[0] for p in front], [p[1] for p in front], color="#d62728", lw=2,
+        axes.plot([p[0] for p in front], [p[1] for p in front], color="#333333", lw=2,
                   alpha=0.35, zorder=1)
         axes.scatter([p[0] for p in front], [p[1] for p in front], marker="*", s=160,
-                     color="#d62728", label="frontier", zorder=3)
+                     color="#333333", label="frontier", zorder=3)
     reference = _non_private_best(summaries)
     if reference is not None:
         axes.axhline(100 * reference[1], color="#555", ls="--", lw=1,
@@ -136,7 +136,7 @@ def _epsilon_per_epoch(document: Document, private: list[dict], rows: list[dict]
                           label=f"{schedule} / {regime}" if several else schedule)
         level = _level(records[0])
         if level is not None:
-            axes.axhline(level, color="#d62728", ls=":", lw=1, label="target / cap")
+            axes.axhline(level, color="#333333", ls=":", lw=1, label="target / cap")
         axes.set_title(name, fontsize=9)
         axes.set_xlabel("epoch")
         axes.set_ylabel("epsilon spent")

@@ -94,7 +94,8 @@ def per_threat_curves(document: Document, summaries: list[dict], rows: list[dict
     by_trial = defaultdict(list)
     for row in sorted(rows, key=lambda r: r["epoch"]):
         by_trial[row["trial"]].append(row)
-    filled, empty = [], []
+    filled: list[tuple] = []
+    empty: list[tuple] = []
     for threat, records in split(summaries).items():
         curves = _curves(records, by_trial, key)
         (filled if curves else empty).append((threat, curves))

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from robustlr.records import LOWER_IS_BETTER
-from robustlr.results.stats import finite, group, interval
+from robustlr.results.stats import Interval, Paired, finite, group, interval
 from robustlr.spec import is_none
 
 BAD = ("failed", "diverged")
@@ -109,3 +109,30 @@ def group_label(schedule: str, scale: float | None, chosen: dict[str, float]) ->
     if schedule in chosen:
         return f"{schedule} (x{scale:g} chosen)"
     return schedule + ("" if scale in (None, 1.0) else f" x{scale:g}")
+
+
+ALPHA = 0.05
+NAMES = {"clean_acc": "clean accuracy", "robust_acc": "robust accuracy", "asr": "attack success",
+         "epsilon": "epsilon", "train_seconds": "training time"}
+
+
+
+@dataclass
+class Entry:
+    schedule: str
+    label: str
+    runs: list[dict]
+    means: dict[str, Interval]
+    versus: Paired | None = None  # this minus the leader, on the primary metric
+    p_holm: float = math.nan
+    front: bool = False
+
+
+@dataclass
+class Judged:
+    threat: Threat
+    entries: list[Entry]  # ranked, leader first
+    seeds: int
+
+    def tied(self, entry: Entry) -> bool:
+        return not (math.isfinite(entry.p_holm) and entry.p_holm < ALPHA)

@@ -9,39 +9,15 @@ difference."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from robustlr.results.report.document import Document
-from robustlr.results.report.plotting import axis_label, bounded, label_points, panels, scale, set_limits
-from robustlr.results.report.threats import Threat, better, group_label, select_scales, split
-from robustlr.results.stats import Interval, Paired, group, holm, interval, paired
+from robustlr.results.report.frontier_figure import frontiers
+from robustlr.results.report.plotting import scale
+from robustlr.results.report.threats import NAMES, Entry, Judged, Threat, better, group_label, select_scales, split
+from robustlr.results.stats import group, holm, interval, paired
 
-ALPHA = 0.05
-NAMES = {"clean_acc": "clean accuracy", "robust_acc": "robust accuracy", "asr": "attack success",
-         "epsilon": "epsilon", "train_seconds": "training time"}
 WORSE = {"clean_acc": "less accurate", "robust_acc": "less robust",
          "asr": "more often backdoored (ASR)"}
-
-
-@dataclass
-class Entry:
-    schedule: str
-    label: str
-    runs: list[dict]
-    means: dict[str, Interval]
-    versus: Paired | None = None  # this minus the leader, on the primary metric
-    p_holm: float = math.nan
-    front: bool = False
-
-
-@dataclass
-class Judged:
-    threat: Threat
-    entries: list[Entry]  # ranked, leader first
-    seeds: int
-
-    def tied(self, entry: Entry) -> bool:
-        return not (math.isfinite(entry.p_holm) and entry.p_holm < ALPHA)
 
 
 def judge(threat: Threat, records: list[dict], select_lr: str = "none",
@@ -136,98 +112,5 @@ def verdict_section(document: Document, summaries: list[dict], select_lr: str = 
                   "on the test set; robust accuracy is each trial's strongest evaluation "
                   "(robust_acc)." + note)
     document.bullets([sentences(j) for j in judged])
-    _frontiers(document, judged)
+    frontiers(document, judged)
     return judged
-
-
-def _frontiers(document: Document, judged: list[Judged]) -> None:
-    plotted = [j for j in judged if any(_point(j.threat, e) for e in j.entries)]
-    missing = [j.threat.name for j in judged if j not in plotted]
-    if missing:
-        document.text("No frontier panel for " + ", ".join(missing) + ": no finite values.")
-    if not plotted:
-        return
-    figure, axes_list = panels(len(plotted))
-    for axes, item in zip(axes_list, plotted):
-        _panel(axes, item, document.palette)
-    names = "; ".join(f"{j.threat.name}: {NAMES.get(j.threat.y, j.threat.y)} against "
-                      f"{NAMES.get(j.threat.x, j.threat.x)}" for j in plotted)
-    document.plot("verdict_frontiers", figure,
-                  f"Frontier per threat model ({names}). Seed means with 95% intervals, one "
-                  "colour per schedule in every figure; stars and the line: the Pareto front "
-                  "(no other schedule is better on both axes); labels: front and leader.")
-
-
-def _point(threat: Threat, entry: Entry) -> tuple[Interval, Interval] | None:
-    x, y = entry.means[threat.x], entry.means[threat.y]
-    return (x, y) if x.n and y.n and math.isfinite(x.mean + y.mean) else None
-
-
-def _panel(axes, judged: Judged, palette) -> None:
-    threat = judged.threat
-    sx, sy = scale(threat.x), scale(threat.y)
-    xs, ys, names = [], [], []
-    leader = judged.entries[0]
-    few = len(judged.entries) <= 8
-    for entry in judged.entries:
-        point = _point(threat, entry)
-        if point is None:
-            continue
-        x, y = point
-        mx, my = x.mean * sx, y.mean * sy
-        xerr = [[mx - bounded(threat.x, x.low * sx)], [bounded(threat.x, x.high * sx) - mx]]
-        yerr = [[my - bounded(threat.y, y.low * sy)], [bounded(threat.y, y.high * sy) - my]]
-        colour = palette(entry.schedule)
-        axes.errorbar([mx], [my], xerr=xerr, yerr=yerr, fmt="*" if entry.front else "o",
-                      ms=9 if entry.front else 4, color=colour, capsize=2, lw=0.8,
-                      alpha=1.0 if entry.front or entry is leader else 0.6)
-        xs += [mx - xerr[0][0], mx + xerr[1][0]]
-        ys += [my - yerr[0][0], my + yerr[1][0]]
-        if few or entry.front or entry is leader:
-            names.append((mx, my, entry.label, colour))
-    front = sorted((e.means[threat.x].mean * sx, e.means[threat.y].mean * sy)
-                   for e in judged.entries if e.front)
-    axes.plot([p[0] for p in front], [p[1] for p in front], color="#d62728", lw=1.5,
-              alpha=0.35, zorder=1)
-    set_limits(axes, "x", threat.x, xs)
-    set_limits(axes, "y", threat.y, ys)
-    label_points(axes, names)
-    arrow = {1: "higher is better", -1: "lower is better"}
-    axes.set_xlabel(f"{axis_label(threat.x)} ({arrow[better(threat.x)]})", fontsize=7)
-    axes.set_ylabel(axis_label(threat.y), fontsize=7)
-    axes.set_title(threat.name + ("" if few else f" ({len(judged.entries)} schedules; "
-                                  "labels: front and leader)"), fontsize=8)
-    axes.tick_params(labelsize=6)
-
-
-def ranking_section(document: Document, judged: list[Judged]) -> None:
-    """The ranking of every threat model: one table, threat models in reading order."""
-    if not judged:
-        return
-    table = []
-    for item in judged:
-        threat = item.threat
-        metrics = list(dict.fromkeys([threat.primary, threat.x, threat.y]))
-        for rank, entry in enumerate(item.entries, 1):
-            cells = [f"{NAMES.get(m, m)} {entry.means[m].text(scale=scale(m), digits=1 if scale(m) == 100 else 2)}"
-                     for m in metrics]
-            versus = "leader" if entry.versus is None else _versus(entry, item, threat.primary)
-            table.append([threat.name, str(rank), entry.label, str(len(entry.runs)),
-                          "; ".join(cells), versus, "yes" if entry.front else ""])
-    document.heading("Ranking per threat model")
-    document.text("Ranked by the threat model's main metric (seed mean ± 95% t-interval). "
-                  "'vs leader': paired difference ± 95% interval over shared seeds, and the "
-                  "Holm-corrected p-value of a paired t-test.")
-    document.table(["threat model", "rank", "schedule", "seeds", "metrics", "vs leader",
-                    "on frontier"], table)
-
-
-def _versus(entry: Entry, item: Judged, metric: str) -> str:
-    diff = entry.versus
-    if diff is None or diff.n == 0:
-        return "no shared seed"
-    if diff.n == 1:
-        return f"{diff.mean * scale(metric):+.1f} (1 seed)"
-    verdict = "tied" if item.tied(entry) else "behind"
-    return (f"{diff.mean * scale(metric):+.1f} ± {diff.half * scale(metric):.1f}, "
-            f"p={entry.p_holm:.3f} ({verdict})")

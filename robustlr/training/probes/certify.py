@@ -45,7 +45,7 @@ def trained_sigma(regime: str) -> float | None:
 class CertifyProbe(Probe):
     def __init__(self, *, settings, test, seed: int, regime: str, batch_size: int):
         self.settings, self.seed, self.batch_size = settings, seed, batch_size
-        self.test = fixed_subset(*test, settings.subset, seed)
+        self.test = fixed_subset(test[0], test[1], settings.subset, seed)
         self.train_sigma = trained_sigma(regime)
 
     def final(self, model: nn.Module, trial_dir: Path | None) -> dict[str, Any]:

@@ -1,0 +1,116 @@
+"""The DP regime's settings, typed and checked once, and the checks that need the data set.
+
+``dp(...)`` in a config builds one frozen :class:`DPSettings`; every bad value is a one-line
+``ValueError`` naming the setting (the config turns it into a ConfigError). What depends on
+the training set size (delta below 1/N, a cap that allows at least one step) is checked by
+:func:`check_fits_data`, called before any run folder exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robustlr import schedules
+from robustlr.regimes.base import REGIMES
+from robustlr.privacy import ACCOUNTANTS, epsilon
+from robustlr.privacy import engine as dp_engine
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPSettings:
+    """``dp(...)``: DP-SGD via Opacus; see :func:`robustlr.regimes.dp.dp`."""
+
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    max_epsilon: float | None = None
+    delta: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    noise_schedule: str | None = None
+    clip_schedule: str | None = None
+    grad_sample_mode: str = dp_engine.DEFAULT_MODE
+    physical_batch_size: int | None = None
+    poisson: bool = True
+    adversarial_eps: float = 0.0
+    adversarial_steps: int = 7
+
+    def __post_init__(self) -> None:
+        noise, target, cap = self.noise_multiplier, self.target_epsilon, self.max_epsilon
+        if (noise is None) == (target is None):
+            raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        if noise is not None and noise < 0:
+            raise ValueError(f"noise_multiplier must be >= 0, got {noise}")
+        if noise == 0 and cap is not None:
+            raise ValueError("max_epsilon needs noise: noise_multiplier 0 spends an infinite epsilon")
+        if self.adversarial_eps < 0 or self.adversarial_steps < 1:
+            raise ValueError(f"adversarial_eps must be >= 0 and adversarial_steps >= 1, got "
+                             f"{self.adversarial_eps} and {self.adversarial_steps}")
+        for name, value in (("target_epsilon", target), ("max_epsilon", cap)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if target and cap and cap < target:
+            raise ValueError(f"max_epsilon ({cap}) must be >= target_epsilon ({target})")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ValueError(f"delta must be in (0, 1), got {self.delta}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        if self.accountant not in ACCOUNTANTS:
+            raise ValueError(f"accountant must be one of {', '.join(ACCOUNTANTS)}, "
+                             f"got {self.accountant!r}")
+        modes = dp_engine.GRAD_SAMPLE_MODES
+        if self.grad_sample_mode not in modes:
+            raise ValueError(f"grad_sample_mode must be one of {', '.join(modes)}, "
+                             f"got {self.grad_sample_mode!r}")
+        if self.physical_batch_size is not None and self.physical_batch_size < 1:
+            raise ValueError(f"physical_batch_size must be >= 1, got {self.physical_batch_size}")
+        for name in ("noise_schedule", "clip_schedule"):
+            profile(getattr(self, name))  # a bad schedule spec fails here, not in a worker
+
+    @property
+    def cap(self) -> float | None:
+        """The hard cap on epsilon: ``max_epsilon``, else the target."""
+        return self.max_epsilon or self.target_epsilon
+
+    @property
+    def bound_accountant(self) -> str:
+        """The accountant that stops and calibrates: an upper bound (gdp is only reported)."""
+        return "rdp" if self.accountant == "rdp" else "prv"
+
+    def delta_for(self, dataset_size: int) -> float:
+        return self.delta if self.delta is not None else 0.1 / dataset_size
+
+
+def profile(spec: str | None):
+    """A noise or clip schedule as a function of progress in [0, 1] (None: constant 1)."""
+    if spec is None:
+        return lambda progress: 1.0
+    schedule = schedules.parse(spec)
+    if schedule.metric_driven or schedule.optimizer_based:
+        raise ValueError(f"noise and clip schedules must be functions of progress, not {spec!r}")
+    return schedule
+
+
+def settings_of(spec) -> DPSettings | None:
+    """The settings of a ``dp(...)`` regime spec (already checked), None for other regimes."""
+    parsed, kwargs = REGIMES.check(spec, ())  # the registry's coercions (int -> float...)
+    return DPSettings(**kwargs) if parsed.name == "dp" else None
+
+
+def check_fits_data(settings: DPSettings, *, dataset_size: int, batch_size: int) -> None:
+    """Raise ``ValueError`` when these settings cannot train on ``dataset_size`` examples:
+    delta at or above 1/N, or a cap that one step at the first step's noise already passes."""
+    n = dataset_size
+    delta = settings.delta_for(n)
+    if delta >= 1.0 / n:
+        raise ValueError(f"delta must be below 1/N = {1.0 / n:.3g} (N = {n} training "
+                         f"examples), got {delta}")
+    if settings.noise_multiplier is None or settings.cap is None:
+        return  # a target is calibrated to fit; no cap without noise (checked above)
+    sigma = settings.noise_multiplier * profile(settings.noise_schedule)(0.0)
+    q = min(batch_size / n, 1.0)
+    one_step = epsilon(sample_rate=q, noise_multiplier=sigma, steps=1, delta=delta,
+                       accountant=settings.bound_accountant)
+    if one_step > settings.cap:
+        raise ValueError(f"max_epsilon {settings.cap:g} allows no step: one step at "
+                         f"noise_multiplier {sigma:g} (sample rate {q:.3g}, delta {delta:.3g}) "
+                         f"costs epsilon {one_step:.3g}; raise the noise or the cap")
