@@ -1,7 +1,7 @@
 """robustlr at real scale on CIFAR-shaped synthetic data (3x32x32, 10 classes): throughput of
 robustlr's loop against a bare torch loop doing the same (model, precision, channels-last,
 on-device crop+flip, SGD with a per-step cosine), a PGD-10 AT epoch over a clean epoch, a DP
-step over a non-private step, and peak memory of each.
+step over a non-private step (both fp32: dp clips in fp32 only), and peak memory of each.
 
 Everything runs with ``device: auto`` (CUDA when present). Ratios are measured side by side
 in one process, rotating order, medians over ``--repeats``; throughput counts training steps
@@ -39,7 +39,8 @@ MODEL_SPECS = {"resnet18": "resnet18", "wrn": {"name": "wrn", "depth": 28, "widt
                "cnn": "cnn"}
 
 
-def make_config(args, model: str, regime: str = "standard", epochs: int = 1):
+def make_config(args, model: str, regime: str = "standard", epochs: int = 1,
+                precision: str | None = None):
     return config_module.from_mapping({
         "name": "bench-gpu", "model": MODEL_SPECS[model],
         # no validation split and a small test split: throughput counts training only
@@ -48,7 +49,7 @@ def make_config(args, model: str, regime: str = "standard", epochs: int = 1):
                  "synthetic": {"num_examples": args.examples, "num_classes": 10,
                                "shape": [3, 32, 32]}},
         "train": {"epochs": epochs, "batch_size": args.batch, "lr": 0.1, "momentum": 0.9,
-                  "weight_decay": 5e-4, "precision": args.precision,
+                  "weight_decay": 5e-4, "precision": precision or args.precision,
                   "channels_last": args.channels_last, "compile": args.compile},
         "evaluation": {"batch_size": 4 * args.batch},
         "schedules": ["cosine"], "regimes": [regime]})
@@ -136,11 +137,17 @@ def measure(args, model: str, device: torch.device) -> dict[str, Any]:
     bundle = data_module.prepare(clean.data, seed=0)
     pgd = make_config(args, model, f"pgd_at(eps={8 / 255}, steps={args.pgd_steps}, "
                                    f"step_size={2 / 255})")
-    private = make_config(args, model, "dp(noise_multiplier=1.0, max_grad_norm=1.0)")
+    # dp clips per-sample gradients in fp32 only: compared with a non-private fp32 step
+    private = make_config(args, model, "dp(noise_multiplier=1.0, max_grad_norm=1.0)",
+                          precision="fp32")
+    plain32 = make_config(args, model, precision="fp32")
     runners = {"bare": lambda: bare_run(clean, bundle, device),
                "robustlr": lambda: robustlr_run(clean, bundle, device),
                "pgd_at": lambda: robustlr_run(pgd, bundle, device),
-               "dp": lambda: robustlr_run(private, bundle, device)}
+               "dp": lambda: robustlr_run(private, bundle, device),
+               "plain_fp32": lambda: robustlr_run(plain32, bundle, device)}
+    if args.precision == "fp32":
+        runners.pop("plain_fp32")
     for run in runners.values():  # warm-up: kernels, autotuning, compilation
         run()
     results: dict[str, list] = {name: [] for name in runners}
@@ -156,7 +163,8 @@ def measure(args, model: str, device: torch.device) -> dict[str, Any]:
                               "bare": m["bare"]["images_per_second"]},
         "ratio_robustlr_over_bare": m["bare"]["images_per_second"] / m["robustlr"]["images_per_second"],
         "ratio_pgd_at_epoch_over_clean_epoch": m["pgd_at"]["epoch_seconds"] / m["robustlr"]["epoch_seconds"],
-        "ratio_dp_step_over_plain_step": m["dp"]["seconds_per_step"] / m["robustlr"]["seconds_per_step"],
+        "ratio_dp_step_over_plain_step": (m["dp"]["seconds_per_step"]
+                                          / m.get("plain_fp32", m["robustlr"])["seconds_per_step"]),
         "peak_gib": {name: m[name]["peak_gib"] for name in m}}
 
 

@@ -59,7 +59,7 @@ def validate(*, sample_rate: float, steps: int, delta: float, accountant: str) -
 def noise_schedule(noise_multiplier: float | Sequence[float], steps: int) -> np.ndarray:
     """Per-step noise multipliers as a float array of length ``steps``."""
     if np.ndim(noise_multiplier) == 0:
-        noise = np.full(int(steps), float(noise_multiplier))
+        noise = np.full(int(steps), float(np.asarray(noise_multiplier)))
     else:
         noise = np.asarray(noise_multiplier, dtype=float)
         _check("noise_multiplier", noise.shape == (steps,), f"a float or a sequence of "

@@ -13,10 +13,10 @@ from .engine import PrivateTraining
 
 def per_sample_norms(private: PrivateTraining) -> torch.Tensor:
     """The L2 norm of each example's whole gradient, before clipping."""
-    if private.mode == "ghost":
-        # ghost clipping never materialises per-sample gradients; the norms it clips by are
-        # what its module computed during the first backward pass
-        return private.module.get_norm_sample().detach()
+    if "ghost" in private.mode:
+        # the ghost modes never materialise every per-sample gradient; the norms they clip by
+        # are what their module computed in the backward pass
+        return private.module.per_sample_gradient_norms.detach()
     samples = private.optimizer.grad_samples
     per_param = [g.reshape(len(g), -1).norm(2, dim=1) for g in samples]
     return torch.stack(per_param, dim=1).norm(2, dim=1).detach()

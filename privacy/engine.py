@@ -45,7 +45,7 @@ from .modules import fix_model, hooks_disabled, unwrap  # noqa: F401 (re-exporte
 from .support import check_grad_sample_mode  # noqa: F401 (re-exported)
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew", "ghost_mixed", "ghost_bk")
-DEFAULT_MODE = "ghost"  # 2.2-2.5x a plain step vs hooks 4.5-7.3x on small CNNs (FINDINGS)
+DEFAULT_MODE = "ghost_bk"  # fastest in benchmarks/bench_dp.py on every model measured
 
 
 @dataclass

@@ -51,13 +51,13 @@ class BudgetGuard:
         self._near_cap = False
         self.evaluations = 0  # accountant calls so far (to check the cost)
 
-    def _eps(self, extra: Sequence[float]) -> float:
+    def _eps(self, extra: Sequence[float] | np.ndarray) -> float:
         self.evaluations += 1
         noise = np.concatenate([np.asarray(self._steps, float), np.asarray(extra, float)])
         hist = history(noise, self.sample_rate, self.max_levels, self.accountant)
         return epsilon_of_history(hist, delta=self.delta, accountant=self.accountant)
 
-    def plan_steps(self, noise_multipliers: Sequence[float]) -> int:
+    def plan_steps(self, noise_multipliers: Sequence[float] | np.ndarray) -> int:
         """Certify a known schedule of future steps; return how many of them fit the cap."""
         plan = np.asarray(noise_multipliers, dtype=float)
         _check("noise_multipliers", plan.ndim == 1 and bool((plan > 0).all()),

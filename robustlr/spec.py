@@ -114,13 +114,14 @@ def _literal(node: ast.AST, text: str, depth: int = 0) -> Any:
         right = _literal(node.right, text, depth + 1)
         if _number(left) and _number(right):
             return _arithmetic(type(node.op), left, right, text)
-    raise SpecError(f"spec {_quote(text)}: unsupported value {_shown(node)!r}; "
+    raise SpecError(f"spec {_quote(text)}: unsupported value {_shown(node, text)!r}; "
                     "use numbers, true/false, words, quoted strings or [lists]")
 
 
-def _shown(node: ast.AST) -> str:
-    text = ast.unparse(node)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _shown(node: ast.AST, text: str) -> str:
+    # the source itself: ast.unparse recurses, and a 2,000-deep unary chain would overflow it
+    shown = ast.get_source_segment(text, node) or type(node).__name__
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _syntax_tree(text: str, kind: str) -> ast.expr:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from robustlr import schedules
-from robustlr.regimes.base import REGIMES
 from robustlr.privacy import ACCOUNTANTS, epsilon
 from robustlr.privacy import engine as dp_engine
+from robustlr.regimes.base import REGIMES
 
 
 @dataclass(frozen=True, kw_only=True)

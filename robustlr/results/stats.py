@@ -97,8 +97,8 @@ def paired(a: dict[Any, Any], b: dict[Any, Any], confidence: float = 0.95) -> Pa
         return Paired(1, mean, math.nan, math.nan)
     sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1))
     t_crit = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)
-    if sd == 0:  # identical differences on every seed: no noise to test against
-        return Paired(n, mean, 0.0, 1.0 if mean == 0 else 0.0)
+    if sd <= 1e-12 * max(1.0, abs(mean)):  # the same difference on every seed: untestable
+        return Paired(n, mean, 0.0, math.nan)
     t = mean / (sd / math.sqrt(n))
     return Paired(n, mean, float(t_crit * sd / math.sqrt(n)),
                   float(2 * scipy_stats.t.sf(abs(t), n - 1)))

@@ -1,5 +1,5 @@
 """The local backend: each trial in its own worker process (at most ``workers`` at once), whose
-events stream to the parent through one queue, so the parent writes every epoch as it ends (a
+events stream to the parent through its own pipe, so the parent writes every epoch as it ends (a
 kill loses at most the epochs in flight) and never a summary before the trial's last epoch row.
 
 A worker that dies (SIGKILL, the OOM killer, a segfault) takes only its own trial with it:
@@ -15,7 +15,8 @@ import multiprocessing
 import os
 import signal
 from collections import deque
-from queue import Empty
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 
 import torch
 
@@ -23,47 +24,62 @@ from robustlr.runs import orphans
 from robustlr.runs.events import TrialEnded
 from robustlr.runs.tasks import Recorder, TrialTask, execute, interrupted
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.5
 
 
-def _worker(task: TrialTask, queue, parent: int | None) -> None:
+def _worker(task: TrialTask, connection: Connection, parent: int | None) -> None:
     orphans.die_with_parent(parent)
     torch.set_num_threads(1)  # trials in parallel beat threads inside one (FINDINGS)
-    execute(task, queue.put)
-    queue.close()
-    queue.join_thread()  # every event is in the pipe before the process reports its exit
+    execute(task, connection.send)
+    connection.close()
 
 
 def run_pool(tasks: list[TrialTask], workers: int, record: Recorder) -> None:
+    """Each worker writes to its own pipe: a worker killed in the middle of a write breaks only
+    its own pipe (a queue shared by all workers has a lock that a killed holder never frees,
+    and every other worker would then wait on it for ever)."""
     context = _pool_context()
-    queue = context.Queue()
     # a forkserver's child has the server as its parent, which exits when this process does
     parent = os.getpid() if context.get_start_method() == "fork" else None
     waiting: deque[TrialTask] = deque(tasks)
-    running: dict[multiprocessing.process.BaseProcess, TrialTask] = {}
+    running: dict[Connection, tuple[BaseProcess, TrialTask]] = {}
     ended: set[str] = set()
     try:
         while waiting or running:
             while waiting and len(running) < workers:
                 task = waiting.popleft()
-                process = context.Process(target=_worker, args=(task, queue, parent),
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(target=_worker, args=(task, writer, parent),
                                           name=f"robustlr-{task.trial.id}", daemon=True)
                 process.start()
-                running[process] = task
-            _record_until(queue, record, ended, timeout=POLL_SECONDS)
-            for process in [p for p in running if not p.is_alive()]:
-                process.join()
-                task = running.pop(process)
-                _drain(queue, record, ended)  # what it sent before it ended
-                if task.trial.id not in ended:
-                    record(interrupted(task, _death(process.exitcode)))
-                    ended.add(task.trial.id)
+                writer.close()  # the worker holds the only write end: its exit is our EOF
+                running[reader] = (process, task)
+            ready = wait(list(running), timeout=POLL_SECONDS)
+            for reader in [r for r in running if r in ready]:
+                _receive(reader, running, record, ended)
     except BaseException:
         # the recorder failed (disk full) or the user interrupted: stop the workers now, not
         # after every remaining trial whose results the database could not take anyway
-        for process in running:
+        for process, _ in running.values():
             process.kill()
         raise
+
+
+def _receive(reader: Connection, running: dict, record: Recorder, ended: set[str]) -> None:
+    process, task = running[reader]
+    try:
+        event = reader.recv()
+    except Exception:  # EOF: the worker ended (a kill mid-write leaves a truncated message)
+        del running[reader]
+        reader.close()
+        process.join()
+        if task.trial.id not in ended:
+            record(interrupted(task, _death(process.exitcode)))
+            ended.add(task.trial.id)
+        return
+    record(event)
+    if isinstance(event, TrialEnded):
+        ended.add(event.trial)
 
 
 def _death(exitcode: int | None) -> str:
@@ -73,31 +89,6 @@ def _death(exitcode: int | None) -> str:
         except ValueError:
             return f"its worker was killed by signal {-exitcode}"
     return f"its worker exited with code {exitcode} before the trial ended"
-
-
-def _record_until(queue, record: Recorder, ended: set[str], *, timeout: float) -> None:
-    """Record the next event (waiting up to ``timeout``) and any that follow at once."""
-    try:
-        event = queue.get(timeout=timeout)
-    except Empty:
-        return
-    _apply(event, record, ended)
-    _drain(queue, record, ended, wait=0.0)
-
-
-def _drain(queue, record: Recorder, ended: set[str], wait: float = 0.1) -> None:
-    while True:
-        try:
-            event = queue.get(timeout=wait) if wait else queue.get_nowait()
-        except Empty:
-            return
-        _apply(event, record, ended)
-
-
-def _apply(event, record: Recorder, ended: set[str]) -> None:
-    record(event)
-    if isinstance(event, TrialEnded):
-        ended.add(event.trial)
 
 
 def _pool_context():

@@ -52,11 +52,12 @@ def fingerprint(config_text: str, trial_id: str) -> str:
 
 
 def _rng_state(parts: Parts) -> dict[str, Any]:
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    kind, keys, position, has_gauss, gauss = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
-            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+            "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), position,
+                      has_gauss, gauss],
             "python": [version, list(internal), gauss_next],
             "batches": parts.generator.get_state()}
 

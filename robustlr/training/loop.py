@@ -78,7 +78,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
     if world.distributed:  # only the training step sees the wrapper; evaluation the module
         setup.model = regime.data_parallel(setup)
     if config.train.compile:  # the step alone; evaluation and saving use the plain module
-        setup.model = torch.compile(setup.model)
+        setup.model = torch.compile(setup.model)  # type: ignore[assignment]
     probes = probes or []
     run = _Progress()
     parts = checkpoint.Parts(model=plain, optimizer=optimizer, regime=regime, recipe=recipe,
@@ -120,7 +120,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         if stop is not None:
             run.status = stop
             break
-        if writer is not None and epoch % config.train.checkpoint_every == 0:
+        if writer is not None and epoch % (config.train.checkpoint_every or 1) == 0:
             writer.save(epoch=epoch, parts=parts, progress=run.state(), key=key)
 
     final_model = regime.trained_model(model)
@@ -142,7 +142,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
     if writer is not None:
         writer.wait()
-        checkpoint.clear(resume_dir)
+        checkpoint.clear(writer.directory)
     return summary
 
 

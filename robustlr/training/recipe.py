@@ -70,7 +70,7 @@ class Recipe:
         or fp16 found an inf/NaN gradient and the scaler lowered its scale)."""
         pending, self.pending = self.pending, 0
         with_grad = [p for p in parameters if p.grad is not None]
-        grads = [p.grad for p in with_grad]
+        grads = [p.grad for p in with_grad if p.grad is not None]
         if 0 < pending < self.accumulate and grads:
             # a short last group: its losses were divided by `accumulate`, not by its size
             torch._foreach_mul_(grads, self.accumulate / pending)

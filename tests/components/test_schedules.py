@@ -332,6 +332,61 @@ def test_bad_values_name_the_parameter(spec, expected):
         parse(spec)
 
 
+@pytest.mark.parametrize("cls", [schedules.Cyclic, schedules.CosineRestarts])
+@pytest.mark.parametrize("cycles", [0, -1, 2.0, True, "3"])
+def test_cycles_must_be_a_positive_integer_even_when_built_directly(cls, cycles):
+    with pytest.raises(ValueError, match=rf"^cycles must be an integer >= 1, got {cycles!r}$"):
+        cls(cycles=cycles)
+
+
+@pytest.mark.parametrize("cls", [schedules.Cyclic, schedules.CosineRestarts])
+def test_a_single_cycle_is_valid(cls):
+    assert cls(cycles=1).cycles == 1
+
+
+@pytest.mark.parametrize("mult", [1.0, 2.0])
+def test_cosine_restarts_ends_at_the_floor_not_at_a_restart(mult):
+    schedule = parse(f"cosine_restarts(cycles=3, mult={mult}, floor=0.1, warmup=0.1)")
+    assert schedule(1.0) == pytest.approx(0.1)
+    assert schedule(0.999) < 0.11
+
+
+@pytest.mark.parametrize("cls,params,message", [
+    (schedules.Exponential, {"final": 1.5}, "final must be in (0, 1], got 1.5"),
+    (schedules.Exponential, {"final": 0.0}, "final must be in (0, 1], got 0"),
+    (schedules.Linear, {"final": 1.5}, "final must be in [0, 1], got 1.5"),
+    (schedules.Polynomial, {"final": 1.5}, "final must be in [0, 1], got 1.5"),
+    (schedules.Polynomial, {"power": math.inf}, "power must be in (0, inf), got inf"),
+    (schedules.Polynomial, {"power": 0.0}, "power must be in (0, inf), got 0"),
+    (schedules.Cosine, {"floor": 1.5}, "floor must be in [0, 1], got 1.5"),
+    (schedules.WarmupStableDecay, {"final": 1.5}, "final must be in [0, 1], got 1.5"),
+    (schedules.InverseSqrt, {"timescale": 0.0}, "timescale must be in (0, inf), got 0"),
+    (schedules.InverseSqrt, {"timescale": math.inf}, "timescale must be in (0, inf), got inf"),
+    (schedules.InverseSqrt, {"warmup": 0.0}, "timescale must be set (> 0) when warmup is 0"),
+    (schedules.Plateau, {"factor": 0.0}, "factor must be in (0, 1), got 0"),
+    (schedules.CosineRestarts, {"mult": math.inf}, "mult must be in [1, inf), got inf"),
+    (schedules.Plateau, {"threshold": -0.1}, "threshold must be in [0, inf), got -0.1"),
+    (schedules.Plateau, {"threshold": math.inf}, "threshold must be in [0, inf), got inf"),
+    (schedules.Plateau, {"min_factor": 1.5}, "min_factor must be in [0, 1], got 1.5"),
+    (schedules.Plateau, {"patience": 1.5}, "patience must be an integer >= 0 (epochs), got 1.5"),
+    (schedules.Plateau, {"patience": True}, "patience must be an integer >= 0 (epochs), got True"),
+])
+def test_each_range_check_names_its_parameter_and_interval(cls, params, message):
+    with pytest.raises(ValueError) as caught:
+        cls(**params)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("cls,params", [
+    (schedules.Exponential, {"final": 1.0}), (schedules.Linear, {"final": 1.0}),
+    (schedules.Polynomial, {"final": 1.0, "power": 1e-3}), (schedules.Cosine, {"floor": 1.0}),
+    (schedules.WarmupStableDecay, {"final": 1.0}), (schedules.InverseSqrt, {"timescale": 1e-9}),
+    (schedules.Plateau, {"threshold": 0.0, "factor": 1e-9, "patience": 0}),
+])
+def test_the_closed_ends_of_each_range_are_accepted(cls, params):
+    cls(**params)
+
+
 def test_positional_arguments_are_rejected():
     with pytest.raises(SpecError, match="must be named"):
         parse("step(0.5)")

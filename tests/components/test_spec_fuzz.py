@@ -142,3 +142,11 @@ def test_a_repeated_yaml_key_is_refused_but_a_merge_override_is_not():
         load_text("a: 1\na: 2\n", source="c.yaml")
     assert load_text("b: &b {k: 1}\nc: {<<: *b, k: 2}\n", source="c.yaml")["c"] == {"k": 2}
     assert yaml.safe_load("a: 1\na: 2\n") == {"a": 2}  # what PyYAML alone would have done
+
+
+@pytest.mark.parametrize("text", ["x(a=~" + "-" * 1900 + "1)", "x(a=" + "-" * 1990 + "1)",
+                                  "x(a=" + "1+" * 900 + "1)", "x(a=" + "[" * 150 + "]" * 150 + ")"])
+def test_deep_expressions_are_one_line_not_a_recursion_error(text):
+    with time_limit(2.0), pytest.raises(SpecError) as error:
+        parse(text)
+    _one_line(error.value)

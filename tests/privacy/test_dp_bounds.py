@@ -83,6 +83,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # 15-20 s each on a quiet machine, minutes under load
 @pytest.mark.parametrize("schedule", ["cyclic(cycles=4, min=0.01)", "linear(final=0.0001)"])
 def test_accounting_a_dipping_noise_schedule_fits_in_2_gb(schedule):
     # Opacus' PRV grew to 22.7 GB here: tiny noise now falls back to RDP, a bounded bound

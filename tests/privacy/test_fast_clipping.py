@@ -127,6 +127,7 @@ def test_book_keeping_linear_on_4d_inputs_falls_back_to_instantiated_gradients()
 def test_book_keeping_loss_arithmetic_keeps_the_single_pass():
     torch.manual_seed(0)
     model, x, y = nn.Sequential(nn.Linear(4, 3)), torch.randn(6, 4), torch.arange(6) % 3
+    reference = copy.deepcopy(model)
     private = engine.make_private(
         module=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
         noise_multiplier=0.0, max_grad_norm=1e6, poisson_sampling=False,
@@ -135,7 +136,6 @@ def test_book_keeping_loss_arithmetic_keeps_the_single_pass():
     combined = 0.5 * loss + loss / 2 - 0.0
     assert type(combined) is type(loss)
     combined.backward()
-    reference = copy.deepcopy(model)
     nn.functional.cross_entropy(reference(x), y).backward()
     for p, q in zip(model.parameters(), reference.parameters()):  # no clipping: sum = 6 * mean
         torch.testing.assert_close(p.grad, 6 * q.grad, rtol=1e-5, atol=1e-6)

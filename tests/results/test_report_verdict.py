@@ -158,3 +158,14 @@ def test_paired_difference_matches_scipy_and_holm_steps_down():
     assert paired({0: 1.0}, {0: 0.5}).n == 1 and math.isnan(paired({0: 1.0}, {0: 0.5}).p)
     assert holm([0.01, 0.04, 0.03, math.nan])[:3] == pytest.approx([0.03, 0.06, 0.06])
     assert math.isnan(holm([math.nan])[0])
+    # the same difference on every seed has no noise estimate: never called "behind"
+    assert math.isnan(paired({0: 0.9, 1: 0.8}, {0: 0.8, 1: 0.7}).p)
+
+
+def test_the_ranking_under_constraints_follows_the_verdict_not_the_appendix():
+    """Issue 12: the ranking added by `report --rank-by` was the last section."""
+    summaries, rows = fake_run(FIVE[:2], THREATS[:2], seeds=2)
+    document = compose("t", summaries, rows, ReportConfig(rank_by="robust_acc", min={"clean_acc": 50}))
+    headings = blocks(document, "heading")
+    assert headings.index("Ranking under constraints") == 1  # right after the verdict
+    assert headings.index("Ranking under constraints") < headings.index("Learning-rate schedules")

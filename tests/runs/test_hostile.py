@@ -362,28 +362,27 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
     _resume_finishes_everything(run_dir)
 
 
-PARENT = """
-import sys
-from robustlr import config
-from robustlr.runs.folder import execute
-execute(config.load(sys.argv[1]), out=__import__("pathlib").Path(sys.argv[2]), workers=2,
-        show_progress=False)
-"""
+def _parent(config: Path, run_dir: Path) -> None:
+    execute(config_module.load(config), out=run_dir, workers=2, show_progress=False)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 @pytest.mark.parametrize("signal_number", [9, 15])
 def test_workers_die_with_their_parent_and_resume_finishes_the_grid(tmp_path, signal_number):
+    import multiprocessing
+
     config, run_dir = write_config(tmp_path / "c.yaml", GRID), tmp_path / "run"
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(config), str(run_dir)],
-                              stderr=subprocess.DEVNULL)
+    # a forked parent starts at once (a fresh interpreter spends seconds importing torch)
+    parent = multiprocessing.get_context("fork").Process(target=_parent, args=(config, run_dir))
+    parent.start()
     try:
         _wait_for(lambda: _running_with_epochs(run_dir / "results.sqlite") or None,
                   "a running trial with an epoch row")
         workers = _children(parent.pid)
         assert workers, "the parent should have workers"
         os.kill(parent.pid, signal_number)
-        parent.wait(timeout=60)
+        parent.join(timeout=60)
+        assert parent.exitcode == -signal_number
         started = time.monotonic()
         _wait_for(lambda: _gone(workers), "the workers' end", limit=10)
         assert time.monotonic() - started < 5, "workers outlived their parent"

@@ -7,8 +7,6 @@ import importlib.util
 import math
 from pathlib import Path
 
-import pytest
-
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
 
 
@@ -19,17 +17,16 @@ def _load():
     return module
 
 
-@pytest.mark.slow
 def test_the_gpu_benchmark_runs_small_on_cpu(tmp_path):
     # fp32: CPUs without native bf16 emulate it ~10x slower (bf16 on CPU: test_recipe.py)
-    result = _load().main(["--small", "--precision", "fp32", "--examples", "96", "--pgd-steps",
-                           "2", "--out", str(tmp_path / "r.json")])
+    result = _load().main(["--small", "--precision", "fp32", "--examples", "48", "--pgd-steps",
+                           "1", "--out", str(tmp_path / "r.json")])
     (entry,) = result["models"]
     assert result["precision"] == "fp32" and result["channels_last"]
     assert result["augment"] == ["random_crop(padding=4)", "hflip"]
     for key in ("ratio_robustlr_over_bare", "ratio_pgd_at_epoch_over_clean_epoch",
                 "ratio_dp_step_over_plain_step"):
         assert math.isfinite(entry[key]) and entry[key] > 0, key
-    # a PGD-2 epoch is three forward-backward passes per batch: it cannot cost less than clean
-    assert entry["ratio_pgd_at_epoch_over_clean_epoch"] > 1.2
+    # a PGD-1 epoch is two forward-backward passes per batch: it cannot cost less than clean
+    assert entry["ratio_pgd_at_epoch_over_clean_epoch"] > 1.0
     assert (tmp_path / "r.json").is_file()

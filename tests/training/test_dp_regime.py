@@ -14,6 +14,10 @@ from robustlr import data, models, schedules
 from robustlr.attacks import PGD, Square, cascade
 from robustlr.grid import expand
 from robustlr.privacy import epsilon
+from robustlr.regimes import REGIMES
+from robustlr.regimes.base import TrainingSetup
+from robustlr.regimes.dp import DPRegime
+from robustlr.runs import folder
 from robustlr.training.loop import train_trial
 from robustlr.training.probes import build_probes
 
@@ -79,7 +83,8 @@ def test_target_epsilon_is_never_exceeded_even_with_an_aggressive_noise_schedule
     assert summary["status"] in ("ok", "budget_exhausted")
     assert max(r["epsilon"] for r in rows) <= 2.0 and summary["epsilon"] <= 2.0
     assert summary["epsilon"] >= 2.0 * 0.95  # calibrated to land on the target
-    independent = epsilon(sample_rate=summary["sample_rate"], noise_multiplier=[
+    q = config.train.batch_size / len(bundle.train[1])  # the config's, not the summary's
+    independent = epsilon(sample_rate=q, noise_multiplier=[
         summary["noise_multiplier"] * schedules.parse(regime["noise_schedule"])(s / summary["dp_steps"])
         for s in range(summary["dp_steps"])], steps=summary["dp_steps"], delta=summary["delta"],
         accountant=regime.get("accountant", "prv"))
@@ -112,12 +117,101 @@ def test_a_dp_model_can_be_attacked_during_training_and_after_loading(tmp_path):
     assert result.robust_acc <= result.clean_acc
 
 
-def test_adversarial_training_under_dp_works_with_hooks_toggled():
+def test_adversarial_training_under_dp_trains_on_perturbed_inputs_inside_the_eps_ball(monkeypatch):
+    eps, batches = 0.1, []
+    original = DPRegime.losses
+
+    def spy(self, model, x, y, *, progress):  # every forward: the attack's, then training's
+        inputs: list[torch.Tensor] = []
+        hook = model.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach()))
+        try:
+            out = original(self, model, x, y, progress=progress)
+        finally:
+            hook.remove()
+        batches.append((x.detach().clone(), inputs[-1].clone(), len(inputs)))
+        return out
+
+    monkeypatch.setattr(DPRegime, "losses", spy)
     config, (trial,), bundle = trial_of(
         schedules=["constant"], train={"epochs": 1, "batch_size": 24},
-        regimes=["dp(noise_multiplier=0.5, adversarial_eps=0.1, adversarial_steps=2)"])
+        regimes=[f"dp(noise_multiplier=0.5, adversarial_eps={eps}, adversarial_steps=2)"])
     summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
-    assert summary["status"] == "ok" and summary["dp_steps"] > 0
+    assert summary["status"] == "ok" and summary["dp_steps"] > 0 and batches
+    for clean, trained_on, forwards in batches:
+        if len(clean) == 0:
+            continue  # Poisson sampling can draw an empty batch
+        assert forwards == 3  # two attack steps, then the private forward
+        distance = (trained_on - clean).abs().amax()
+        assert eps / 2 < distance <= eps + 1e-6  # perturbed, and inside the eps-ball
+        assert trained_on.min() >= 0 and trained_on.max() <= 1
+
+
+def test_sample_rate_and_epsilon_follow_the_configs_batch_size_n_and_sigma():
+    config, (trial,), bundle = trial_of(schedules=["constant"], train={"epochs": 2, "batch_size": 24},
+                                        regimes=["dp(noise_multiplier=1.3)"])
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    n = len(bundle.train[1])
+    q = config.train.batch_size / n  # from the config, not from the summary under test
+    assert summary["sample_rate"] == q
+    assert summary["delta"] == 0.1 / n
+    expected = epsilon(sample_rate=q, noise_multiplier=1.3, steps=summary["dp_steps"],
+                       delta=0.1 / n)
+    assert summary["epsilon"] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize("clip", [3.0, 0.25])
+def test_opacus_adds_noise_of_std_sigma_times_the_clipping_bound(clip):
+    # zero inputs give zero per-sample gradients: the whole update is noise of std
+    # sigma * C / B (Opacus sums the clipped gradients, adds N(0, (sigma C)^2), divides by B)
+    sigma, batch = 0.7, 50
+    regime = REGIMES.build(f"dp(noise_multiplier={sigma}, max_grad_norm={clip}, poisson=false, "
+                           "grad_sample_mode=hooks)")
+    model = torch.nn.Linear(64, 40, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    data = (torch.zeros(2 * batch, 64), torch.zeros(2 * batch, dtype=torch.long))
+    setup = regime.prepare(TrainingSetup(
+        model=model, optimizer=optimizer, loader=None, total_steps=2, epochs=1,
+        dataset_size=2 * batch, batch_size=batch, device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0), train_data=data))
+    x, y = next(iter(setup.loader))
+    before = model.weight.detach().clone()
+    regime.before_step(progress=0.0)
+    regime.losses(setup.model, x, y, progress=0.0)["loss"].backward()
+    assert regime.step(setup.optimizer)
+    update = (model.weight.detach() - before).flatten()
+    assert update.std().item() == pytest.approx(sigma * clip / batch, rel=0.1)
+
+
+def test_a_cap_that_allows_no_step_is_a_config_error_before_any_folder(tmp_path):
+    config = config_module.from_mapping(tiny(
+        data=IMAGES, model=GROUP_CNN, schedules=["constant"], train={"batch_size": 24},
+        regimes=["standard", "dp(noise_multiplier=0.5, max_epsilon=1.0)"]))
+    with pytest.raises(config_module.ConfigError) as info:
+        folder.start(config, out=tmp_path / "run")
+    message = str(info.value)
+    assert "regimes[1]" in message and "allows no step" in message and "costs epsilon" in message
+    assert "\n" not in message and not (tmp_path / "run").exists()
+
+
+def test_gdp_is_reported_beside_a_bound_that_stops_the_run():
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 2, "batch_size": 24},
+        regimes=["dp(noise_multiplier=0.6, max_epsilon=4, accountant=gdp)"])
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    assert summary["accountant"] == "prv"  # the bound that stopped the run
+    bound = epsilon(sample_rate=summary["sample_rate"], noise_multiplier=0.6,
+                    steps=summary["dp_steps"], delta=summary["delta"])
+    assert summary["epsilon"] == pytest.approx(bound, rel=1e-6) and summary["epsilon"] <= 4
+    assert 0 < summary["epsilon_gdp"] < summary["epsilon"]  # GDP under-reports here
+
+
+def test_opacus_hook_warnings_are_not_shown(recwarn):
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 1, "batch_size": 24},
+        regimes=["dp(noise_multiplier=1.0, grad_sample_mode=hooks, adversarial_eps=0.05, "
+                 "adversarial_steps=1)"])
+    train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    assert not [w for w in recwarn if "Full backward hook" in str(w.message)]
 
 
 @pytest.mark.parametrize("regime, message", [

@@ -24,8 +24,8 @@ def _mean_curve(rows: list[dict], trials: set[str], key: str) -> list[float]:
 
 
 def _gap(rows: list[dict], trial: str, key: str) -> float | None:
-    values = [finite(r.get(key)) for r in rows if r.get("trial") == trial]
-    values = [v for v in values if v is not None]
+    found = [finite(r.get(key)) for r in rows if r.get("trial") == trial]
+    values = [v for v in found if v is not None]
     return max(values) - values[-1] if values else None
 
 

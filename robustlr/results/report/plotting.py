@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from robustlr.records import PERCENT_METRICS
+from robustlr.spec import parse
 
 MAX_LEGEND = 12
 AXIS_LABELS = {
@@ -83,8 +84,6 @@ def panels(count: int, *, columns: int = 3, width: float = 3.6,
 
 def short_names(specs: Iterable[str]) -> dict[str, str]:
     """A schedule's bare name (``cosine``) where it is unambiguous in the run, else its spec."""
-    from robustlr.spec import parse
-
     specs = list(dict.fromkeys(specs))
     names = {spec: parse(spec).name for spec in specs}
     counts: dict[str, int] = {}
