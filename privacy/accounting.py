@@ -37,7 +37,7 @@ from . import composition
 ACCOUNTANTS = tuple(_ACCOUNTANTS)  # ("rdp", "gdp", "prv"): Opacus' own lookup table
 BOUNDS = ("prv", "rdp")  # the accountants that bound epsilon: only they stop or calibrate
 MAX_LEVELS = 256  # distinct values composed by PRV; RDP, loose anyway, takes RDP_LEVELS
-RDP_LEVELS = 12  # Opacus' RDP costs ~0.1 s per value (fractional orders are series)
+RDP_LEVELS = 12  # Opacus RDP costs ~0.1 s a value; rounded down from the schedule's minimum
 _FINEST = math.log(2) / 8192  # log-spacing of the finest grid (0.0085% apart)
 GDP_WARNING = "GDP accounting is a central-limit approximation, not an upper bound on epsilon"
 History = list[tuple[float, float, int]]
@@ -84,12 +84,25 @@ def levels(noise: np.ndarray, max_levels: int = MAX_LEVELS) -> tuple[np.ndarray,
     return np.exp(values * 2**coarsening * _FINEST), counts
 
 
+def _anchored_levels(noise: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """RDP's few levels: a geometric grid from the schedule's own minimum, rounded down (it
+    scales with the schedule, so calibration sees a continuous epsilon)."""
+    values = np.unique(noise)
+    if len(values) > max_levels:
+        lo, hi = float(values[0]), float(values[-1])
+        ratio = (hi / lo) ** (1.0 / (max_levels - 1))
+        index = np.floor(np.log(noise / lo) / math.log(ratio) + 1e-9)
+        noise = lo * ratio ** np.clip(index, 0, max_levels - 1)
+    return np.unique(noise, return_counts=True)
+
+
 def history(noise: np.ndarray, sample_rate: float, max_levels: int = MAX_LEVELS,
             accountant: str = "prv") -> History:
     """Opacus accountant history: one ``(sigma, q, count)`` entry per (rounded) level."""
     if accountant != "prv":
-        max_levels = min(max_levels, RDP_LEVELS)
-    values, counts = levels(noise, max_levels)
+        values, counts = _anchored_levels(noise, min(max_levels, RDP_LEVELS))
+    else:
+        values, counts = levels(noise, max_levels)
     return [(float(s), float(sample_rate), int(n)) for s, n in zip(values, counts)]
 
 
