@@ -12,6 +12,8 @@ import logging
 import shutil
 from pathlib import Path
 
+from torch import nn
+
 from robustlr import config as config_module
 from robustlr import models
 from robustlr.config import ConfigError, ExperimentConfig
@@ -79,7 +81,7 @@ def _check_data(config: ExperimentConfig) -> None:
     except DataError as error:
         raise RunError(f"data: {error}") from None
     try:  # the model on this data: a factory that fails, logits that miss the classes
-        models.build(config.model, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
+        model = models.build(config.model, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
                      mean=bundle.mean, std=bundle.std)
     except (SpecError, ValueError) as error:
         raise RunError(f"model: {error}") from None
@@ -90,12 +92,15 @@ def _check_data(config: ExperimentConfig) -> None:
                        f"most {examples}")
     if bundle.streamed:
         _check_streamed(config)
-    _check_dp_fits(config, dataset_size=examples)
+    _check_dp_fits(config, dataset_size=examples, model=model)
 
 
-def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int) -> None:
-    """A dp regime that cannot take one step on this data (or whose delta is >= 1/N) is a
-    config error now, not a trial that trains nothing and is ranked anyway."""
+def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int, model: nn.Module) -> None:
+    """A dp regime that cannot take one step on this data (or whose delta is >= 1/N), or whose
+    grad_sample_mode cannot clip a layer of the model, is a config error now, not a trial that
+    trains nothing and is ranked anyway."""
+    from robustlr.privacy.engine import check_grad_sample_mode
+    from robustlr.privacy.modules import fix_model
     from robustlr.regimes.dp_settings import check_fits_data, settings_of
 
     for number, dimensions in enumerate(config.dimension_sets()):
@@ -109,6 +114,9 @@ def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int) -> None:
                                 batch_size=config.train.batch_size)
             except ValueError as error:
                 raise ConfigError(f"{prefix}regimes[{index}]: dp: {error}") from None
+            problem = check_grad_sample_mode(fix_model(model)[0], settings.grad_sample_mode)
+            if problem is not None:
+                raise ConfigError(f"{prefix}regimes[{index}]: dp: {problem}")
 
 
 def _check_streamed(config: ExperimentConfig) -> None:

@@ -154,7 +154,7 @@ def test_report_rebuilds_from_the_database(tmp_path):
 def test_the_saved_config_of_every_shipped_experiment_loads_back(tmp_path):
     from robustlr import config as config_module
 
-    experiments = sorted(Path(__file__).parent.parent.joinpath("experiments").glob("*.yaml"))
+    experiments = sorted(Path(__file__).parents[2].joinpath("experiments").glob("*.yaml"))
     assert len(experiments) >= 3
     for path in experiments:
         loaded = config_module.load(path)
