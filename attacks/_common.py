@@ -32,7 +32,7 @@ def check_int(name: str, value: int, *, low: int = 0) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value!r}")
 
 
-def check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
+def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
 

@@ -4,7 +4,7 @@ Same model (cnn), data (digits), batch size, batch order and schedule; regimes `
 ``pgd_at(steps=K)`` and ``fgsm_rs``. One thread; the three alternate in rotating order and the
 ratio of the median training seconds per epoch (the loop's ``train_seconds``, evaluation
 excluded) is reported. Each PGD step costs one forward-backward with respect to the input, a
-little less than a training step (FINDINGS: c = 0.8-0.9), so the targets are:
+little less than a training step (docs/facts.md: c = 0.8-0.9), so the targets are:
 PGD-K / clean <= K + 1 and FGSM-RS / clean <= 2.1.
 
     python benchmarks/bench_adversarial.py [--steps 7] [--epochs 1] [--repeats 5] [--out FILE]

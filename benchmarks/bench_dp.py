@@ -8,7 +8,7 @@ and PreAct ResNet-18 when the registry has it. Each DP mode is compared with the
 Time: every mode steps its own copy of the model in one process, one torch thread, in
 rotating order; the median over rounds is reported as a ratio to the plain step (absolute
 seconds mean little on a shared machine). Memory: each mode runs in a fresh child process
-that reads its own ``VmHWM`` (``ru_maxrss`` would inherit the parent's peak, FINDINGS);
+that reads its own ``VmHWM`` (``ru_maxrss`` would inherit the parent's peak, docs/facts.md);
 "extra" is the peak above an idle child that built the model and batch but took no step,
 and "x extra" divides it by the plain step's extra.
 
@@ -48,7 +48,7 @@ MODELS = {
     "preact_resnet18": ("preact_resnet18", (3, 32, 32), 8, 1, 3.0),
 }
 MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
-SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (FINDINGS): minutes per round on CPU
+SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (docs/facts.md): minutes per round on CPU
 MEMORY_TARGET = 1.5
 
 

@@ -1,7 +1,7 @@
 """Poison filters vs ART's detectors on the same representations, against the floor.
 
 The floor is one forward pass over the data to get penultimate representations, which every
-filter needs and which dominates (FINDINGS). For ~5,000 28x28 images and a small CNN this
+filter needs and which dominates (docs/facts.md). For ~5,000 28x28 images and a small CNN this
 script reports, side by side from one run:
 - time: forward pass (floor), each filter's scoring, and end to end (forward + scoring) as a
   multiple of the floor, measured in one process in rotating order (median of rounds);

@@ -1,7 +1,7 @@
 """A hard privacy budget: refuse any DP-SGD step that would take epsilon past a cap.
 
 Checking the chosen accountant before every step is exact but slow for PRV (0.2-1.5 s per
-call, FINDINGS). The guard instead keeps a *certificate*: a planned continuation of the
+call, docs/facts.md). The guard instead keeps a *certificate*: a planned continuation of the
 recorded history (by default: the current noise repeated) whose epsilon, computed by the
 same accountant, is at most ``max_epsilon - margin`` for its first ``k`` steps. Since
 epsilon only grows when noise falls, any step whose noise is at least the planned one is

@@ -60,7 +60,7 @@ def fix_model(module: nn.Module) -> tuple[nn.Module, list[str]]:
 
     ``ModuleValidator.fix`` replaces BatchNorm by GroupNorm (per-sample gradients are
     undefined when a batch statistic mixes examples). In-place ReLUs are switched to
-    out-of-place because Opacus' backward hooks reject them (FINDINGS); an in-place
+    out-of-place because Opacus' backward hooks reject them (docs/facts.md); an in-place
     ``out += identity`` in a forward method cannot be fixed from outside and is reported
     by Opacus at the first backward pass.
     """

@@ -176,14 +176,14 @@ class ExperimentConfig(_Strict):
     model: SpecValue = "cnn"
     train: TrainConfig = TrainConfig()
     schedules: list[SpecValue] = Field(..., min_length=1)
-    regimes: list[SpecValue] = Field(default_factory=lambda: ["standard"], min_length=1)
+    regimes: list[SpecValue] = Field(default_factory=lambda: list[SpecValue](["standard"]), min_length=1)
     lr_scales: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     evaluation: EvaluationConfig = EvaluationConfig()
-    poisoning: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
-    filter: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
+    poisoning: list[SpecValue] = Field(default_factory=lambda: list[SpecValue](["none"]), min_length=1)
+    filter: list[SpecValue] = Field(default_factory=lambda: list[SpecValue](["none"]), min_length=1)
     # weight averaging evaluated beside the raw weights: none, "ema(decay=0.999)", "swa(start=0.75)"
-    averaging: list[SpecValue] = Field(default_factory=lambda: ["none"], min_length=1)
+    averaging: list[SpecValue] = Field(default_factory=lambda: list[SpecValue](["none"]), min_length=1)
     filtering: FilteringConfig = FilteringConfig()
     # Several sub-grids in one run (e.g. all schedules for standard training, a few for
     # adversarial training); without it the top-level dimensions form the one grid.
@@ -200,7 +200,7 @@ class ExperimentConfig(_Strict):
     @field_validator("lr_scales")
     @classmethod
     def _positive(cls, values: list[float]) -> list[float]:
-        return _positive_scales(values)
+        return _positive_scales(values) or []
 
     @model_validator(mode="after")
     def _recipe_fits_regimes(self) -> ExperimentConfig:

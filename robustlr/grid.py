@@ -52,6 +52,7 @@ def _canonical(value: Any) -> Any:
 def spec_text(value: str | dict[str, Any] | None) -> str:
     if is_none(value):
         return "none"
+    assert value is not None  # is_none() took it
     return value if isinstance(value, str) else str(parse(value))
 
 

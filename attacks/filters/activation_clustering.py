@@ -28,7 +28,7 @@ Measured whole-set recall / precision, digits BadNets 3x3 5% target 0, seeds 0 /
 The class statistic partly reflects the target's size (see :mod:`attacks.filters.spectral`):
 on the no-BatchNorm CNN a clean class copied up to the target's size scores as high.
 
-Unlike ART (FINDINGS: recall 0.99 in one run, 0.54 in another) every random step is seeded.
+Unlike ART (docs/facts.md: recall 0.99 in one run, 0.54 in another) every random step is seeded.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ART's ``SpectralSignatureDefense`` and ``ActivationDefence`` read the activations of a
 classifier's last layer; given a real model that is the logits, where their recall drops
-(FINDINGS). One adapter hands them precomputed penultimate features instead: a
+(docs/facts.md). One adapter hands them precomputed penultimate features instead: a
 ``PyTorchClassifier`` around ``nn.Identity`` whose only (hence last) layer outputs the
 features unchanged, so both detectors see exactly what our filters see.
 

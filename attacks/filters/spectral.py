@@ -10,7 +10,7 @@ class poisoned):
 - Centring uses the coordinate-wise median, not the mean. With a large poisoned share the
   mean sits between the clean and poisoned groups, so squared mean-centred projections of
   spread-out clean examples rival the poisons' (target-class AUC 0.61-0.78); the median stays
-  in the clean bulk (AUC 0.82-0.95). ART projects uncentred features (FINDINGS).
+  in the clean bulk (AUC 0.82-0.95). ART projects uncentred features (docs/facts.md).
 - The budget is the whole set's (``removal`` x expected poison count m), and by default
   (``allocation="flagged"``) the defender, who does not know the target, first decides which
   class is poisoned and spends the budget there, as Chen et al. do for activation clustering.

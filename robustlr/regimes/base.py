@@ -47,6 +47,10 @@ class Regime:
     # what its training loss measures, for lr-find: "clean", "robust" (on attacked inputs)
     # or "private" (clipped and noised)
     loss_kind = "clean"
+
+    def spent(self) -> float | None:
+        """The privacy this regime has spent so far (epsilon); None when it promises none."""
+        return None
     # train.label_smoothing, set by training.setup before prepare(); every regime's training
     # loss goes through ``criterion`` so the recipe applies to all of them
     label_smoothing = 0.0

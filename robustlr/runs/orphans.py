@@ -1,5 +1,5 @@
 """Workers die with the process that started them: a killed run must not leave trainers behind
-holding hundreds of megabytes each (FINDINGS: after SIGKILL or SIGTERM of the parent, pool
+holding hundreds of megabytes each (docs/facts.md: after SIGKILL or SIGTERM of the parent, pool
 workers lived on for minutes).
 
 Linux delivers a chosen signal to a process when its parent dies (``prctl(PR_SET_PDEATHSIG)``);

@@ -5,7 +5,7 @@ kill loses at most the epochs in flight) and never a summary before the trial's 
 A worker that dies (SIGKILL, the OOM killer, a segfault) takes only its own trial with it:
 that trial is recorded ``interrupted`` (``--resume`` re-runs it) and the grid goes on in fresh
 workers. ``concurrent.futures.ProcessPoolExecutor`` cannot do this: one dead worker breaks the
-whole executor and fails every pending trial (FINDINGS). Workers die with the parent
+whole executor and fails every pending trial (docs/facts.md). Workers die with the parent
 (:mod:`robustlr.runs.orphans`), so a killed run leaves no trainer behind.
 """
 
@@ -29,7 +29,7 @@ POLL_SECONDS = 0.5
 
 def _worker(task: TrialTask, connection: Connection, parent: int | None) -> None:
     orphans.die_with_parent(parent)
-    torch.set_num_threads(1)  # trials in parallel beat threads inside one (FINDINGS)
+    torch.set_num_threads(1)  # trials in parallel beat threads inside one (docs/facts.md)
     execute(task, connection.send)
     connection.close()
 

@@ -92,7 +92,7 @@ def _answers(address: str) -> bool:
 
 def _run_trial(task: TrialTask, cwd: str):
     """Yield the trial's events as they happen; the trial runs in a thread beside."""
-    torch.set_num_threads(1)  # trials in parallel beat threads inside one (FINDINGS)
+    torch.set_num_threads(1)  # trials in parallel beat threads inside one (docs/facts.md)
     if os.path.isdir(cwd):  # relative paths in the config mean what they mean to the parent
         os.chdir(cwd)
     events: queue.SimpleQueue = queue.SimpleQueue()
@@ -143,13 +143,13 @@ def _collect(streams: dict, record: Recorder) -> None:
         for stream in ready:
             task = streams[stream]
             try:
-                event = ray.get(next(stream))
+                event = ray.get(next(stream))  # type: ignore[arg-type]  # a streaming ref iterates
             except Exception as end:  # StopIteration, or the worker died, or never started
                 del streams[stream]
                 if task.trial.id not in finished:  # it may have died after its summary
                     record(_crashed(task, end))
                 continue
-            record(event)
+            record(event)  # type: ignore[arg-type]  # ray.get of one ref is its value
             if isinstance(event, TrialEnded):
                 finished.add(event.trial)
 

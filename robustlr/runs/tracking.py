@@ -181,13 +181,15 @@ class MlflowTracker:
         for row in epochs:
             last = max(last, int(row["epoch"]))
             for key, value in row.items():
-                if key not in ("trial", "epoch") and _finite(value) is not None:
-                    values[(_name(key), int(row["epoch"]))] = _finite(value)
+                number = _finite(value) if key not in ("trial", "epoch") else None
+                if number is not None:
+                    values[(_name(key), int(row["epoch"]))] = number
         # summary fields that are also epoch fields (robust_acc, epsilon, ...) hold the last
         # epoch's value: keep the epoch history exactly as epochs.csv has it
         for key, value in summary.items():
-            if key not in described and _finite(value) is not None:
-                values.setdefault((_name(key), last), _finite(value))
+            number = _finite(value) if key not in described else None
+            if number is not None:
+                values.setdefault((_name(key), last), number)
         tags = {"status": status, **({"error": summary["error"]} if summary.get("error") else {})}
         try:
             self._log(run.info.run_id, params={**described, **self.config_params}, tags=tags,

@@ -82,7 +82,7 @@ def test_adapters_accept_empty_batch(digits_cnn, name):
 
 
 def test_registry_names_and_signatures():
-    assert set(EVASION_ATTACKS) == {"pgd", "fgsm", "apgd_ce", "autoattack_art", "cw_l2",
+    assert set(EVASION_ATTACKS) == {"pgd", "fgsm", "apgd_ce", "autoattack", "autoattack_art", "cw_l2",
                                     "square", "deepfool"}
     required = {"eps"}  # only an attack's budget may be required
     for name, cls in EVASION_ATTACKS.items():

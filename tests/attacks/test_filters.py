@@ -72,7 +72,7 @@ def test_penultimate_is_head_input_and_restores_mode(digits_cnn, digits_tensors)
     with torch.no_grad():
         assert torch.allclose(digits_cnn[-1](features), digits_cnn(x), atol=1e-5)
         # batches of 10 against one batch of 37: float kernels differ in the last bits across
-        # batch shapes, so only a tolerance is stable (FINDINGS: an exact compare flaked)
+        # batch shapes, so only a tolerance is stable (docs/facts.md: an exact compare flaked)
         assert torch.allclose(features, digits_cnn[:-1](x), rtol=1e-5, atol=1e-6)
 
 

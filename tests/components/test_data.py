@@ -157,7 +157,7 @@ def test_cifar10_from_pickle_batches(tmp_path):
     rng = np.random.default_rng(0)
     for name in sources.CIFAR10_TRAIN + ("test_batch",):
         batch = {"data": rng.integers(0, 256, (20, 3072), dtype=np.uint8),
-                 "labels": list(np.arange(20) % 10)}
+                 "labels": [int(label) for label in np.arange(20) % 10]}  # plain ints, as CIFAR's
         with open(folder / name, "wb") as handle:
             pickle.dump(batch, handle)
     bundle = prepare(DataConfig(name="cifar10", root=str(tmp_path)), seed=0)

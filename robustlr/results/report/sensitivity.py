@@ -35,7 +35,7 @@ def sensitivity_section(document: Document, summaries: list[dict], rows: list[di
             means = {scale: point[key].mean for scale, point in curve.items() if point[key].n}
             if len(means) < 2:
                 continue
-            best = max(means, key=means.get)
+            best = max(means, key=lambda scale: means[scale])
             cells = ", ".join(f"x{scale:g}: {means[scale] * 100:.1f}" for scale in means)
             spread = (means[best] - min(means.values())) * 100
             table.append([schedule, regime, label, cells, f"x{best:g}", f"{spread:.1f}"])
