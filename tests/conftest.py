@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from sklearn.datasets import load_digits
 from torch import nn
 
@@ -52,3 +53,9 @@ def digits_cnn(digits_tensors):
     torch.manual_seed(0)
     x_train, y_train, _, _ = digits_tensors
     return train_plain(small_cnn(), x_train, y_train)
+
+
+# Property tests run beside other processes on 2 cores: a slow example is the machine's load,
+# not a bug, so only the per-test deadlines the tests set themselves apply.
+settings.register_profile("shared-cores", suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shared-cores")
