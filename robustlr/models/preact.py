@@ -23,11 +23,15 @@ def conv3x3(inputs: int, outputs: int, stride: int = 1) -> nn.Conv2d:
 
 
 class PreActBlock(nn.Module):
-    def __init__(self, inputs: int, outputs: int, stride: int, norm: str):
+    """The pre-activation block of PreAct ResNets and WideResNets (the latter with dropout
+    between the convolutions); no in-place operation, so Opacus' hooks accept it."""
+
+    def __init__(self, inputs: int, outputs: int, stride: int, norm: str, dropout: float = 0.0):
         super().__init__()
         self.norm1 = norm_layer(norm, inputs, dims=2)
         self.conv1 = conv3x3(inputs, outputs, stride)
         self.norm2 = norm_layer(norm, outputs, dims=2)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.conv2 = conv3x3(outputs, outputs)
         self.relu = nn.ReLU()
         self.shortcut = (nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False)
@@ -37,7 +41,7 @@ class PreActBlock(nn.Module):
         out = self.relu(self.norm1(x))
         shortcut = x if self.shortcut is None else self.shortcut(out)
         out = self.conv1(out)
-        out = self.conv2(self.relu(self.norm2(out)))
+        out = self.conv2(self.dropout(self.relu(self.norm2(out))))
         return out + shortcut
 
 

@@ -12,31 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from robustlr.models.layers import check_norm, check_positive, norm_layer
-from robustlr.models.preact import conv3x3
-
-
-class WideBlock(nn.Module):
-    def __init__(self, inputs: int, outputs: int, stride: int, norm: str, dropout: float):
-        super().__init__()
-        self.norm1 = norm_layer(norm, inputs, dims=2)
-        self.conv1 = conv3x3(inputs, outputs, stride)
-        self.norm2 = norm_layer(norm, outputs, dims=2)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = conv3x3(outputs, outputs)
-        self.relu = nn.ReLU()
-        self.shortcut = (nn.Conv2d(inputs, outputs, 1, stride=stride, bias=False)
-                         if stride != 1 or inputs != outputs else None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.norm1(x))
-        shortcut = x if self.shortcut is None else self.shortcut(out)
-        out = self.conv1(out)
-        out = self.conv2(self.dropout(self.relu(self.norm2(out))))
-        return out + shortcut
+from robustlr.models.preact import PreActBlock, conv3x3
 
 
 def wrn(*, input_shape: Sequence[int], depth: int = 28, width: int = 10, dropout: float = 0.0,
@@ -55,7 +34,7 @@ def wrn(*, input_shape: Sequence[int], depth: int = 28, width: int = 10, dropout
     inputs = 16
     for outputs, stride in ((16 * width, 1), (32 * width, 2), (64 * width, 2)):
         for index in range(blocks):
-            layers.append(WideBlock(inputs, outputs, stride if index == 0 else 1, norm, dropout))
+            layers.append(PreActBlock(inputs, outputs, stride if index == 0 else 1, norm, dropout))
             inputs = outputs
     layers += [norm_layer(norm, inputs, dims=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     trunk = nn.Sequential(*layers)
