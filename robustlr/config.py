@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from robustlr import safe_yaml
 from robustlr.data import DataConfig
 from robustlr.errors import InputError
+from robustlr.records import SUMMARY_METRICS, from_report_units
+from robustlr.spec import SpecError, parse
 
 SpecValue = str | dict[str, Any]
 
@@ -153,8 +155,6 @@ class ReportConfig(_Strict):
     @field_validator("min", "max")
     @classmethod
     def _known_metrics(cls, bounds: dict[str, float]) -> dict[str, float]:
-        from robustlr.records import from_report_units
-
         _check_metrics(list(bounds))
         for name, limit in bounds.items():
             from_report_units(name, str(limit))  # a share written as a fraction is refused
@@ -162,8 +162,6 @@ class ReportConfig(_Strict):
 
 
 def _check_metrics(names: list[str]) -> None:
-    from robustlr.records import SUMMARY_METRICS
-
     unknown = [name for name in names if name not in SUMMARY_METRICS]
     if unknown:
         raise ValueError(f"unknown metric {unknown[0]!r}; allowed: {', '.join(SUMMARY_METRICS)}")
@@ -222,8 +220,6 @@ _DP_REFUSED = {
 
 
 def _check_recipe(config: ExperimentConfig) -> None:
-    from robustlr.spec import SpecError, parse
-
     train = config.train
     used = {"accumulate": train.accumulate > 1, "grad_clip": train.grad_clip is not None,
             "label_smoothing": train.label_smoothing > 0, "precision": train.precision != "fp32",

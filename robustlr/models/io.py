@@ -107,7 +107,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def load(path: str | os.PathLike, *, map_location: Any = "cpu") -> nn.Module:
     """Rebuild the saved model, load its weights, and return it in eval mode."""
-    from robustlr.models import build
+    from robustlr.models import build  # the package imports this module: a cycle at load time
 
     meta, state = _read(path, map_location)
     model = build(meta["spec"], input_shape=meta["input_shape"], num_classes=meta["num_classes"],

@@ -27,8 +27,9 @@ from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
 from robustlr import distributed
 from robustlr.modes import generating_attack
-from robustlr.privacy import BudgetGuard, calibrate
+from robustlr.privacy import BudgetGuard, calibrate, epsilon
 from robustlr.privacy import engine as dp_engine
+from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
 from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
 from robustlr.regimes.adversarial import PGDTraining
 from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
@@ -195,8 +196,6 @@ class DPRegime(Regime):
     def spent(self) -> float:
         if self.guard is not None:
             return self.guard.spent()
-        from robustlr.privacy import epsilon
-
         if not self.noise_history:
             return 0.0
         if min(self.noise_history) == 0:
@@ -208,8 +207,6 @@ class DPRegime(Regime):
     def gdp_estimate(self) -> float | None:
         """GDP's CLT estimate of epsilon, reported beside the bound when asked for; never
         used to stop or calibrate (it can fall below the true epsilon)."""
-        from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
-
         if self.settings.accountant != "gdp" or not self.noise_history:
             return None
         if len(set(self.noise_history)) > 1 or min(self.noise_history) == 0:

@@ -28,6 +28,9 @@ from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
 from robustlr.spec import SpecError, is_none, parse
 from robustlr.training.trial import prepare_data
+from robustlr.privacy.engine import check_grad_sample_mode
+from robustlr.privacy.modules import fix_model
+from robustlr.regimes.dp_settings import check_fits_data, settings_of
 
 log = logging.getLogger("robustlr")
 
@@ -99,10 +102,6 @@ def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int, model: nn.Mod
     """A dp regime that cannot take one step on this data (or whose delta is >= 1/N), or whose
     grad_sample_mode cannot clip a layer of the model, is a config error now, not a trial that
     trains nothing and is ranked anyway."""
-    from robustlr.privacy.engine import check_grad_sample_mode
-    from robustlr.privacy.modules import fix_model
-    from robustlr.regimes.dp_settings import check_fits_data, settings_of
-
     for number, dimensions in enumerate(config.dimension_sets()):
         prefix = f"grids[{number}]." if config.grids else ""
         for index, spec in enumerate(dimensions["regimes"]):

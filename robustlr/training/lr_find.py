@@ -27,6 +27,7 @@ import numpy as np
 
 from robustlr.config import ExperimentConfig
 from robustlr.modes import training
+from robustlr.privacy.diagnostics import per_sample_norms
 from robustlr.regimes import Regime, TrainingSetup
 from robustlr.training.setup import backward, begin_step, prepare
 
@@ -89,8 +90,6 @@ def run(config: ExperimentConfig, data, *, regime_spec: str, seed: int, sweep: S
 
 
 def _sweep(setup: TrainingSetup, regime: Regime, result: RangeTest, on_step) -> None:
-    from robustlr.privacy.diagnostics import per_sample_norms
-
     sweep, model, optimizer = result.sweep, setup.model, setup.optimizer
     private = getattr(regime, "private", None)
     training(model, optimizer)

@@ -26,6 +26,7 @@ from robustlr.attacks.filters.representations import penultimate
 from robustlr.catalog import FILTERS, POISONS
 from robustlr.data import DataBundle
 from robustlr.spec import is_none, parse
+from robustlr.training.loop import train_trial
 from robustlr.training.probes.base import Probe
 
 # Attacks that perturb with a model trained on clean data (Turner et al.'s clean-label).
@@ -71,8 +72,6 @@ class _LossRecorder(Probe):
 
 def _short_training(config, trial, bundle: DataBundle, epochs: int, recorder: Probe) -> None:
     """Train the trial's model and schedule for ``epochs`` on ``bundle`` (standard regime)."""
-    from robustlr.training.loop import train_trial
-
     short = config.model_copy(update={
         "train": config.train.model_copy(update={"epochs": epochs, "checkpoints": "none"}),
         "evaluation": type(config.evaluation)(batch_size=config.evaluation.batch_size)})
