@@ -113,5 +113,18 @@ class BudgetGuard:
     def steps(self) -> int:
         return len(self._steps)
 
+    def state_dict(self) -> dict:
+        """The recorded steps and the certificate, for resume checkpoints (lists and numbers
+        only): a resumed guard admits exactly the steps the uninterrupted one would have."""
+        return {"steps": list(self._steps), "plan": self._plan.tolist(),
+                "certified": self._certified, "used": self._used, "near_cap": self._near_cap}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._steps = [float(sigma) for sigma in state["steps"]]
+        self._plan = np.asarray(state["plan"], dtype=float)
+        self._certified, self._used = int(state["certified"]), int(state["used"])
+        self._near_cap = bool(state["near_cap"])
+        self._spent_cache = None
+
     def noise_counts(self) -> Counter:
         return Counter(self._steps)

@@ -207,7 +207,7 @@ class ExperimentConfig(_Strict):
 
 
 # What the DP regime cannot combine with: it owns physical/logical batches, clipping and the
-# loss (Opacus' criterion), and its state is not checkpointed yet.
+# loss (Opacus' criterion).
 _DP_REFUSED = {
     "accumulate": "dp has its own logical batches: use dp(physical_batch_size=...)",
     "grad_clip": "dp clips per sample: use dp(max_grad_norm=...)",
@@ -215,7 +215,6 @@ _DP_REFUSED = {
     "precision": "per-sample gradients must be clipped in fp32: a bf16/fp16 norm can exceed "
                  "the clipping bound the accountant assumes",
     "compile": "Opacus' per-sample hooks do not go through torch.compile",
-    "checkpoint_every": "the dp regime's accountant state is not checkpointed yet",
 }
 
 
@@ -223,7 +222,7 @@ def _check_recipe(config: ExperimentConfig) -> None:
     train = config.train
     used = {"accumulate": train.accumulate > 1, "grad_clip": train.grad_clip is not None,
             "label_smoothing": train.label_smoothing > 0, "precision": train.precision != "fp32",
-            "compile": train.compile, "checkpoint_every": train.checkpoint_every is not None}
+            "compile": train.compile}
     regimes = [regime for d in config.dimension_sets() for regime in d["regimes"]]
     try:
         private = any(parse(regime).name == "dp" for regime in regimes)

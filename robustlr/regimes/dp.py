@@ -192,6 +192,28 @@ class DPRegime(Regime):
         self.noise_history.append(self.sigma)
         return True
 
+    # -- resuming mid-way ----------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The accountant's history (the noise of every real step), the schedules' position
+        (the step count; noise and clipping are functions of progress), the budget guard's
+        certificate and the attack's generator. Opacus draws its Poisson batches and its
+        noise from the global torch RNG, which the checkpoint restores."""
+        return {"noise_history": list(self.noise_history), "steps_taken": self.steps_taken,
+                "sigma": self.sigma, "clip": self.clip, "exhausted": self.exhausted,
+                "guard": self.guard.state_dict() if self.guard is not None else None,
+                "adversary": self.adversary.state_dict() if self.adversary is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.noise_history = [float(sigma) for sigma in state["noise_history"]]
+        self.steps_taken, self.exhausted = int(state["steps_taken"]), bool(state["exhausted"])
+        self.sigma, self.clip = float(state["sigma"]), float(state["clip"])
+        if self.guard is not None:
+            self.guard.load_state_dict(state["guard"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
+        dp_engine.set_noise_multiplier(self.private.optimizer, self.sigma)
+        dp_engine.set_max_grad_norm(self.private.optimizer, self.clip)
+
     # -- reporting -----------------------------------------------------------------------
     def spent(self) -> float:
         if self.guard is not None:

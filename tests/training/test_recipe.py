@@ -129,7 +129,7 @@ def test_compile_trains_on_cpu_or_is_skipped_with_the_reason():
 @pytest.mark.parametrize("field, value", [("accumulate", 2), ("grad_clip", 1.0),
                                           ("label_smoothing", 0.1), ("precision", "fp16"),
                                           ("precision", "bf16"),
-                                          ("compile", True), ("checkpoint_every", 1)])
+                                          ("compile", True)])
 def test_dp_refuses_what_it_would_silently_misaccount_in_one_line(field, value):
     with pytest.raises(ConfigError, match=rf"^config: train\.{field} cannot be used with the dp "
                                           r"regime \(.+\)$"):

@@ -1,7 +1,8 @@
 """Trials that resume mid-way: a run killed with SIGKILL part-way through an epoch and resumed
 with ``--resume`` ends with the same summary (every non-timing field) and the same epoch rows
-as a run never interrupted, for a standard, a PGD-AT (with EMA) and a poisoned trial; a torn
-checkpoint falls back to the one before."""
+as a run never interrupted, for a standard, a PGD-AT (with EMA), a DP (noise and clipping
+schedules under a budget guard: epsilon included) and a poisoned trial; a torn checkpoint falls
+back to the one before."""
 
 from __future__ import annotations
 
@@ -27,7 +28,12 @@ CONFIG = tiny(
     evaluation={"attack": "pgd(eps=0.1, steps=3)", "subset": 60},
     grids=[{"regimes": ["standard"]},
            {"regimes": ["pgd_at(eps=0.1, steps=2)"], "averaging": ["ema(decay=0.9)"]},
+           {"regimes": ["dp(target_epsilon=6.0, noise_schedule='linear(final=0.5)', "
+                        "clip_schedule='cosine')"]},
            {"poisoning": ["badnets(rate=0.1, target=0, size=2)"]}])
+
+
+TRIALS = len(CONFIG["grids"])
 
 
 def _is_timing(key: str) -> bool:
@@ -77,16 +83,16 @@ def test_a_killed_run_resumes_each_trial_to_the_uninterrupted_result(tmp_path):
     killed_run = tmp_path / "killed"
     process = _robustlr(str(config), "--out", str(killed_run))
     interrupted: list[str] = []
-    for _ in range(3):  # one kill inside each trial, at a random epoch and step
+    for _ in range(TRIALS):  # one kill inside each trial, at a random epoch and step
         interrupted.append(_kill_after_checkpoint(process, killed_run, skip=set(interrupted),
                                                   epoch=rng.randint(1, EPOCHS - 2), rng=rng))
         process = _robustlr("--resume", str(killed_run))
     assert process.wait() == 0, process.stderr.read()
     assert reference.wait() == 0, reference.stderr.read()
 
-    assert len(set(interrupted)) == 3
+    assert len(set(interrupted)) == TRIALS
     log = (killed_run / "run.log").read_text()
-    assert log.count("trial resumed after epoch") == 3  # from checkpoints, not from scratch
+    assert log.count("trial resumed after epoch") == TRIALS  # from checkpoints, not from scratch
     summaries, rows = _results(killed_run)
     expected_summaries, expected_rows = _results(tmp_path / "reference")
     assert set(summaries) == set(interrupted)
@@ -143,3 +149,59 @@ def test_restoring_a_checkpoint_restores_every_random_stream(tmp_path):
              torch.randperm(10, generator=parts.generator))
     assert torch.equal(draws[0], again[0]) and np.array_equal(draws[1], again[1])
     assert draws[2] == again[2] and torch.equal(draws[3], again[3])
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_after_checkpoint(monkeypatch, epoch: int) -> None:
+    """Make the trial die right after it has written its checkpoint of ``epoch``."""
+    save = checkpoint.Writer.save
+
+    def saving_then_dying(self, *, epoch: int, **kwargs):
+        save(self, epoch=epoch, **kwargs)
+        if epoch == stop_at:
+            self.wait()
+            raise _Interrupted
+
+    stop_at = epoch
+    monkeypatch.setattr(checkpoint.Writer, "save", saving_then_dying)
+
+
+@pytest.mark.parametrize("regime, status", [
+    ("dp(noise_multiplier=1.0, max_epsilon=4.0)", "budget_exhausted"),  # the guard's state
+    ("dp(target_epsilon=3.0, noise_schedule='linear(final=0.5)', clip_schedule='cosine')", "ok"),
+    ("dp(noise_multiplier=0.8, clip_schedule='cosine')", "ok")])  # no cap: the noise history
+def test_a_dp_trial_resumed_from_its_checkpoint_spends_the_same_epsilon(tmp_path, monkeypatch,
+                                                                          regime, status):
+    from robustlr import config as config_module
+    from robustlr import data
+    from robustlr.grid import expand
+    from robustlr.training.loop import train_trial
+
+    config = config_module.from_mapping(tiny(
+        data={"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 8, 8]}},
+        model={"name": "cnn", "norm": "group", "width": 8, "hidden": 16},
+        schedules=["cosine"], regimes=[regime],
+        train={"epochs": 6, "batch_size": 24, "checkpoint_every": 1}))
+    (trial,), bundle = expand(config), data.prepare(config.data, seed=0)
+    expected_rows: list[dict] = []
+    expected = train_trial(config, trial, bundle, on_epoch=expected_rows.append,
+                           trial_dir=tmp_path / "reference")
+    assert expected["status"] == status
+    stop_at = max(1, expected["epochs"] - 2)
+    with monkeypatch.context() as patch:
+        _interrupt_after_checkpoint(patch, stop_at)
+        with pytest.raises(_Interrupted):
+            train_trial(config, trial, bundle, on_epoch=lambda row: None,
+                        trial_dir=tmp_path / "killed")
+    rows: list[dict] = []
+    resumed = train_trial(config, trial, bundle, on_epoch=rows.append, trial_dir=tmp_path / "killed")
+
+    def without_timing(record: dict) -> dict:
+        return {k: v for k, v in record.items() if not _is_timing(k)}
+
+    assert resumed["dp_steps"] > 0 and resumed["epochs"] > stop_at  # it trained after resuming
+    assert without_timing(resumed) == without_timing(expected)
+    assert [without_timing(r) for r in rows] == [without_timing(r) for r in expected_rows]
