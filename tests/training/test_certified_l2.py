@@ -90,7 +90,7 @@ def test_l2_training_and_l2_evaluation(monkeypatch):
         stages = [summary[f"autoattack_{s}_acc"] for s in ("apgd_ce", "apgd_t", "fab_t", "square")]
         assert stages == sorted(stages, reverse=True)
         assert summary["robust_acc"] == summary["autoattack_acc"] == stages[-1]
-        assert summary["robust_acc"] <= summary["clean_acc"]
+        assert stages[0] < summary["clean_acc"]  # APGD-CE at L2 0.5 flips some points
 
 
 def test_trades_l2_stays_in_the_l2_ball():

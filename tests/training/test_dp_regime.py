@@ -107,14 +107,21 @@ def test_a_dp_model_can_be_attacked_during_training_and_after_loading(tmp_path):
         schedules=["constant"], train={"epochs": 2, "batch_size": 24},
         regimes=["dp(noise_multiplier=0.5)"],
         evaluation={"attack": "pgd(eps=0.1, steps=3)", "subset": 40})
+    trained: dict = {}
     summary = train_trial(config, trial, bundle, on_epoch=lambda r: None, trial_dir=tmp_path,
-                          save_model=True, probes=build_probes(config, trial, bundle))
+                          save_model=True,
+                          probes=[*build_probes(config, trial, bundle), _Capture(trained)])
     assert summary["status"] == "ok" and 0 <= summary["robust_acc"] <= 1
-    model = models.load(tmp_path / "model.pt")
-    x, y = bundle.test
-    result = cascade(model, x[:30], y[:30], [("pgd", PGD(eps=0.1, steps=3)),
-                                             ("square", Square(eps=0.1, queries=20))])
-    assert result.robust_acc <= result.clean_acc
+    model = models.load(tmp_path / "model.pt").eval()
+    x, y = bundle.test[0][:30], bundle.test[1][:30]
+    with torch.no_grad():  # the checkpoint is the trained model, Opacus' wrapper removed
+        torch.testing.assert_close(model(x), trained["model"].eval()(x))
+        clean_correct = model(x).argmax(1) == y
+    result = cascade(model, x, y, [("pgd", PGD(eps=0.1, steps=3)),
+                                   ("square", Square(eps=0.1, queries=20))])
+    assert result.clean_acc == pytest.approx(clean_correct.float().mean().item())
+    assert not (result.correct & ~clean_correct).any()  # robust only where clean-correct
+    assert result.robust_acc < result.clean_acc  # the attacks flip points of the loaded model
 
 
 def test_adversarial_training_under_dp_trains_on_perturbed_inputs_inside_the_eps_ball(monkeypatch):
