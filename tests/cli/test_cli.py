@@ -175,3 +175,25 @@ def test_a_missing_dataset_is_one_line_exit_2_and_no_run_folder(tmp_path):
     assert result.exit_code == 2, result.output
     assert result.output.startswith("robustlr: error: data: dataset 'mnist' not found")
     assert not out.exists()
+
+
+def test_a_grad_sample_mode_that_cannot_clip_a_layer_exits_2_naming_it_before_any_folder(
+        tmp_path, monkeypatch):
+    # PReLU has a trainable weight that torch's ExpandedWeights (mode "ew") has no rule for
+    (tmp_path / "prelu_nets.py").write_text(
+        "from torch import nn\n\n"
+        "def net(num_classes, input_shape):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(36, 16), nn.PReLU(),\n"
+        "                         nn.Linear(16, num_classes))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings = tiny(regimes=["dp(noise_multiplier=1.0, grad_sample_mode=ew)"])
+    settings["model"] = {"name": "prelu_nets:net"}
+    config = write_config(tmp_path / "c.yaml", settings)
+    out = tmp_path / "run"
+    result = cli("run", str(config), "--out", str(out), "--no-progress")
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1, result.output
+    assert "regimes[0]: dp: grad_sample_mode 'ew' does not support layer" in lines[0]
+    assert "(PReLU)" in lines[0] and "modes that do: ghost, hooks, functorch" in lines[0]
+    assert not out.exists()
