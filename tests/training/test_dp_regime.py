@@ -239,3 +239,25 @@ def test_delta_at_or_above_one_over_n_fails_the_trial_with_a_clear_error():
                                         regimes=["dp(noise_multiplier=1, delta=0.1)"])
     with pytest.raises(ValueError, match="delta must be below 1/N"):
         train_trial(config, trial, bundle, on_epoch=lambda r: None)
+
+
+def test_a_linear_noise_schedule_reports_epsilon_within_1_percent_of_exact_pld():
+    pld = pytest.importorskip("dp_accounting.pld.privacy_loss_distribution")
+    config, (trial,), bundle = trial_of(
+        schedules=["constant"], train={"epochs": 2, "batch_size": 24},
+        regimes=["dp(noise_multiplier=1.2, noise_schedule='linear(final=0.5)')"])
+    summary = train_trial(config, trial, bundle, on_epoch=lambda r: None)
+    steps = summary["dp_steps"]
+    assert steps == 2 * len(bundle.train[1]) // 24
+    q = config.train.batch_size / len(bundle.train[1])
+    # every step its own noise value: the sequence the trial used, composed exactly by Google's
+    # dp-accounting (pessimistic PLD, an upper bound) with no grouping or rounding
+    noise = [1.2 * schedules.parse("linear(final=0.5)")(s / steps) for s in range(steps)]
+    assert len(set(noise)) == steps
+    composed = None
+    for sigma in noise:
+        step = pld.from_gaussian_mechanism(sigma, sampling_prob=q, pessimistic_estimate=True,
+                                           value_discretization_interval=1e-4)
+        composed = step if composed is None else composed.compose(step)
+    exact = composed.get_epsilon_for_delta(summary["delta"])
+    assert exact <= summary["epsilon"] <= exact * 1.01
