@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
 import torch
 
 import robustlr.attacks.sanity as sanity
@@ -93,3 +96,53 @@ def test_run_checks_quiet_on_a_plain_model(digits_cnn, digits_tensors):
     _, _, x, y = digits_tensors
     assert sanity.run_checks(digits_cnn, x[:100], y[:100], eps=0.1, steps=3,
                              square_queries=30) == []
+
+
+# --- batching, validation and edge cases on a fixed linear model (milliseconds) ---------------
+
+def _linear_and_data(n: int):
+    """A fixed linear model over 4 features and 3 classes, and n inputs it classifies
+    correctly (labels are its own predictions)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    x = torch.rand(n, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y
+
+
+def test_cascade_attacks_in_batches_of_500_by_default():
+    model, x, y = _linear_and_data(1203)
+    sizes: list[int] = []
+
+    def spy(model, xb, yb):
+        sizes.append(len(xb))
+        return xb
+
+    result = cascade(model, x, y, [("spy", spy)])
+    assert sizes == [500, 500, 203]
+    assert result.clean_acc == result.robust_acc == 1.0
+    sizes.clear()
+    cascade(model, x[:3], y[:3], [("spy", spy)], batch_size=1)  # the smallest batch allowed
+    assert sizes == [1, 1, 1]
+
+
+def test_cascade_rejects_a_batch_size_under_one():
+    model, x, y = _linear_and_data(3)
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 1, got 0$"):
+        cascade(model, x, y, [], batch_size=0)
+
+
+def test_cascade_names_an_attack_that_returns_the_wrong_shape():
+    model, x, y = _linear_and_data(3)
+    with pytest.raises(ValueError, match=re.escape("attack 'bad' returned shape (3, 5), "
+                                                   "expected (3, 4)") + "$"):
+        cascade(model, x, y, [("bad", lambda model, xb, yb: torch.zeros(len(xb), 5))])
+
+
+def test_cascade_per_class_accuracy_of_an_absent_class_is_nan():
+    # undefined, not 0: a class with no examples in the set was never attacked
+    model, x, y = _linear_and_data(0)
+    result = cascade(model, x, y, [("pgd", PGD(eps=0.1, steps=2))])
+    assert [name for name, _ in result.steps] == ["pgd"] and result.correct.shape == (0,)
+    assert len(result.robust_per_class) == 3 and all(a != a for a in result.robust_per_class)

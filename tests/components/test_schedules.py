@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from decimal import Decimal
 
 import pytest
 import torch
@@ -136,6 +137,9 @@ def _torch_onecycle(steps: int, **kwargs) -> list[float]:
     ("onecycle(peak_at=0.25, div_factor=10, final_div_factor=100, anneal=linear)",
      dict(pct_start=0.25, div_factor=10, final_div_factor=100, anneal_strategy="linear")),
     ("onecycle(three_phase=true)", dict(three_phase=True)),
+    # linear annealing is not periodic: a wrong t in the second phase shows only here
+    ("onecycle(three_phase=true, peak_at=0.25, anneal=linear)",
+     dict(three_phase=True, pct_start=0.25, anneal_strategy="linear")),
 ])
 def test_onecycle_matches_torch(spec, torch_kwargs):
     steps = 2000
@@ -365,6 +369,10 @@ def test_cosine_restarts_ends_at_the_floor_not_at_a_restart(mult):
     (schedules.InverseSqrt, {"warmup": 0.0}, "timescale must be set (> 0) when warmup is 0"),
     (schedules.Plateau, {"factor": 0.0}, "factor must be in (0, 1), got 0"),
     (schedules.CosineRestarts, {"mult": math.inf}, "mult must be in [1, inf), got inf"),
+    (schedules.CosineRestarts, {"floor": 1.5}, "floor must be in [0, 1], got 1.5"),
+    # a number of another type is named with its type, not formatted as if it were a float
+    (schedules.Cosine, {"floor": Decimal("0.5")}, "floor must be in [0, 1], got Decimal('0.5')"),
+    (schedules.Step, {"milestones": ()}, "milestones must list at least one fraction in (0, 1)"),
     (schedules.OneCycle, {"peak_at": 0.0}, "peak_at must be in (0, 1), got 0"),
     (schedules.OneCycle, {"peak_at": 1.0}, "peak_at must be in (0, 1), got 1"),
     (schedules.OneCycle, {"peak_at": 0.5, "three_phase": True},
