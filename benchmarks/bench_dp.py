@@ -7,10 +7,17 @@ and PreAct ResNet-18 when the registry has it. Each DP mode is compared with the
 
 Time: every mode steps its own copy of the model in one process, one torch thread, in
 rotating order; the median over rounds is reported as a ratio to the plain step (absolute
-seconds mean little on a shared machine). Memory: each mode runs in a fresh child process
-that reads its own ``VmHWM`` (``ru_maxrss`` would inherit the parent's peak, docs/facts.md);
-"extra" is the peak above an idle child that built the model and batch but took no step,
-and "x extra" divides it by the plain step's extra.
+seconds mean little on a shared machine): "x time" of wall-clock time, "x cpu" of the
+process's CPU time, which other processes on the same cores disturb less. Memory: each mode
+runs in a fresh child process that reads its own ``VmHWM`` (``ru_maxrss`` would inherit the
+parent's peak, docs/facts.md), two ways:
+- "extra": the process's peak above an idle child that built the model and batch but took
+  no step ("x extra": over the plain step's). Building the model peaks too (``fix_model``
+  copies it), and a step's memory below that peak is not counted: for ResNet-18 the plain
+  step's 45 MB of gradients mostly hide there, so this ratio overstates DP's share.
+- "step": the peak during the two steps above the resident set just before them (the heap
+  trimmed and the kernel's peak counter reset via ``/proc/self/clear_refs``), everything the
+  steps allocate, first-step initialisation included ("x step": over the plain step's).
 
     .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--models digits_cnn,cifar_cnn]
         [--modes plain,hooks,ghost,ghost_mixed,ghost_bk]
@@ -20,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
+import gc
 import os
 import statistics
 import subprocess
@@ -82,53 +91,78 @@ def make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str):
     return dp_step
 
 
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
+
+
 def child(name: str, mode: str, steps: int) -> None:
-    """Run in a fresh process: print the peak resident set (kB) after the steps."""
+    """Run in a fresh process; print two figures (kB): the process's peak resident set
+    (build included), and the peak during the steps above the resident set just before them
+    (freed heap returned to the system and the kernel's peak counter reset first, so a
+    build-time peak, e.g. fix_model's copy of the model, cannot hide the step's memory)."""
     torch.set_num_threads(1)
     model, x, y = build(name)
     step = make_step(model, x, y, "plain" if mode == "idle" else mode)
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure may then be an underestimate
+        pass
+    build_peak = _status_kb("VmHWM")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset VmHWM to the current resident set
+    before = _status_kb("VmRSS")
     for _ in range(0 if mode == "idle" else steps):
         step()
-    with open("/proc/self/status") as status:
-        print(next(int(line.split()[1]) for line in status if line.startswith("VmHWM")))
+    peak = _status_kb("VmHWM")
+    print(max(build_peak, peak), peak - before)
 
 
-def peak_kb(name: str, mode: str, steps: int) -> int:
+def peak_kb(name: str, mode: str, steps: int) -> tuple[int, int]:
+    """(peak of the whole process, peak of the steps above what was resident before them)."""
     out = subprocess.run([sys.executable, __file__, "--child", name, mode, str(steps)],
                          capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1])
+    whole, steps_kb = out.stdout.strip().splitlines()[-1].split()
+    return int(whole), int(steps_kb)
 
 
-def time_modes(name: str, modes, rounds: int) -> dict[str, float]:
+def time_modes(name: str, modes, rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per step of each mode: wall-clock, and this process's CPU time (less
+    disturbed when other processes share the cores)."""
     base, x, y = build(name)
     steps = MODELS[name][3]
-    fns, times = {}, {m: [] for m in modes}
+    fns, times, cpu = {}, {m: [] for m in modes}, {m: [] for m in modes}
     for mode in modes:
         fns[mode] = make_step(copy.deepcopy(base), x, y, mode)
         fns[mode]()  # warm-up
     order = list(fns)
     for r in range(rounds):
         for mode in order[r % len(order):] + order[:r % len(order)]:  # rotate the order
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 fns[mode]()
             times[mode].append((time.perf_counter() - start) / steps)
-    return {m: statistics.median(t) for m, t in times.items()}
+            cpu[mode].append((time.process_time() - start_cpu) / steps)
+    return ({m: statistics.median(t) for m, t in times.items()},
+            {m: statistics.median(t) for m, t in cpu.items()})
 
 
 def report(name: str, modes, rounds: int) -> None:
     spec, shape, batch, _, target = MODELS[name]
     print(f"\n{name}: {spec} {shape}, batch {batch} (targets <= {target}x time, "
           f"<= {MEMORY_TARGET}x extra memory)")
-    medians = time_modes(name, modes, rounds)
-    idle = peak_kb(name, "idle", 0)
-    plain_extra = max(peak_kb(name, "plain", 2) - idle, 1)
-    print(f"  {'mode':12s} {'ms/step':>9s} {'x time':>7s} {'extra MB':>9s} {'x extra':>8s}")
+    medians, cpu = time_modes(name, modes, rounds)
+    idle = peak_kb(name, "idle", 0)[0]
+    extras = {mode: peak_kb(name, mode, 2) for mode in medians}
+    plain, plain_step = max(extras["plain"][0] - idle, 1), max(extras["plain"][1], 1)
+    print(f"  {'mode':12s} {'ms/step':>9s} {'x time':>7s} {'x cpu':>6s} {'extra MB':>9s} "
+          f"{'x extra':>8s} {'step MB':>8s} {'x step':>7s}")
     for mode, seconds in medians.items():
-        extra = plain_extra if mode == "plain" else max(peak_kb(name, mode, 2) - idle, 1)
+        extra, step = max(extras[mode][0] - idle, 1), max(extras[mode][1], 1)
         print(f"  {mode:12s} {seconds * 1e3:9.1f} {seconds / medians['plain']:7.2f} "
-              f"{extra / 1024:9.1f} {extra / plain_extra:8.2f}")
-
+              f"{cpu[mode] / cpu['plain']:6.2f} {extra / 1024:9.1f} {extra / plain:8.2f} "
+              f"{step / 1024:8.1f} {step / plain_step:7.2f}")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,7 +4,8 @@ Bu et al. 2023 (arXiv:2210.00038). In the forward pass every trainable layer kee
 and its output passes through a tap (an identity autograd function). One backward pass of
 the summed per-sample losses towards the taps' anchors gives each tap its layer's output
 gradient, and computes no weight gradient at all. At its tap each layer then either
-- instantiates its per-sample gradients when that is cheap (GroupNorm, early convolutions
+- instantiates its per-sample gradients when that is cheap (GroupNorm, from the group
+  statistics of its forward pass, :mod:`.group_norm`; early convolutions
   with many positions and few weights; layers called twice or sharing a parameter; any layer
   without a rule below: Opacus' grad sampler, else functorch) and lets the input and output
   gradient go, or
@@ -12,7 +13,9 @@ gradient, and computes no weight gradient at all. At its tap each layer then eit
   (Opacus' Linear rule, the Gram form of :mod:`.ghost_norms` for wide late convolutions) and
   keeps the pair for its clipped sum: ONE weighted product, the layer's usual weight-gradient
   kernel on output gradients scaled per example (:mod:`.clipped_sums`).
-Opacus' fast-clipping optimizer then adds the noise to the clipped sum.
+Opacus' fast-clipping optimizer (its in-place subclass, :mod:`.in_place_noise`) then adds
+the noise to the clipped sum. Each layer's input, output gradient and per-sample gradients are
+let go as soon as its part is done.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from opacus.grad_sample.functorch import ft_compute_per_sample_gradient, prepare
 from opacus.utils.module_utils import requires_grad
 from torch import nn
 
-from . import ghost_norms
+from . import ghost_norms, group_norm
 from .clipped_sums import CLIPPED_SUMS, weighted_sum
 
-GRAD_SAMPLES = {nn.Conv1d: ghost_norms.conv_grad_sample, nn.Conv2d: ghost_norms.conv_grad_sample}
+GRAD_SAMPLES = {nn.Conv1d: ghost_norms.conv_grad_sample, nn.Conv2d: ghost_norms.conv_grad_sample,
+                nn.GroupNorm: group_norm.group_norm_grad_sample}
 
 
 class _Tap(torch.autograd.Function):
@@ -42,7 +46,8 @@ class _Tap(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        ctx.callback(grad)
+        callback, ctx.callback = ctx.callback, None  # the graph outlives the step: let the
+        callback(grad)  # layer's input go as soon as its tap has run
         return grad, torch.zeros((), dtype=grad.dtype, device=grad.device), None
 
 
@@ -91,6 +96,9 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
         anchor = torch.zeros((), dtype=output.dtype, device=output.device, requires_grad=True)
         self._anchors.append(anchor)
         activations = [t.detach() for t in inputs]
+        extras = group_norm.FORWARD_EXTRAS.get(type(module))
+        if extras is not None and not self.force_functorch:  # GroupNorm's group statistics
+            activations += extras(module, output)
         return _Tap.apply(output, anchor, partial(self._at_tap, module, activations))
 
     def _at_tap(self, module: nn.Module, activations: list, grad: torch.Tensor) -> None:
@@ -120,6 +128,8 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
         """Set ``p.grad`` to the sum over examples of the clipped per-sample gradients."""
         try:
             self._clipping = True
+            for p in self.trainable_parameters:  # set below, never accumulated: free it now
+                p.grad = None
             if len(loss_per_sample) and self._anchors:  # else an empty batch: noise only
                 torch.autograd.grad(loss_per_sample.sum(), self._anchors, allow_unused=True)
             norms = {**self._norms, **{p: gs.flatten(1).norm(2, dim=1)
@@ -128,10 +138,12 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
             self.per_sample_gradient_norms = (torch.stack(per_param).norm(2, dim=0) if per_param
                                               else loss_per_sample.new_zeros(0))
             coef = (self.max_grad_norm / (self.per_sample_gradient_norms + 1e-6)).clamp(max=1.0)
-            for p in self.trainable_parameters:
-                p.grad = None
-            for clipped_sum in self._kept + [partial(weighted_sum, self._samples)]:
-                for p, grad in clipped_sum(coef).items():
+            # per-sample gradients first: N times their parameters' size, they make room for
+            # the large late layers' sums; each layer's tensors go as soon as it is summed
+            for p in list(self._samples):
+                p.grad = weighted_sum({p: self._samples.pop(p)}, coef)[p].view_as(p)
+            while self._kept:
+                for p, grad in self._kept.pop()(coef).items():
                     p.grad = grad.view_as(p)
             for p in self.trainable_parameters:
                 if p.grad is None:  # not reached by this loss: no gradient, as autograd gives

@@ -17,10 +17,14 @@ Opacus' grad-sampler signature; equality with Opacus' hooks mode is tested prope
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from opacus.grad_sample import GradSampleModule
 from torch import nn
+
+from . import pixel_gram
 
 CONVS = (nn.Conv1d, nn.Conv2d)
 MIN_CHUNK_ELEMENTS = 1 << 22  # 16 MB of float32 patches: below this, chunking only adds calls
@@ -60,16 +64,30 @@ def conv_uses_gram(layer: nn.Conv1d | nn.Conv2d, backprops: torch.Tensor) -> boo
 
 def conv_weight_norms(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
                       backprops: torch.Tensor) -> torch.Tensor:
-    """Per-sample norms of the weight gradient; ``backprops`` has the layer output's shape."""
+    """Per-sample norms of the weight gradient; ``backprops`` has the layer output's shape.
+    The Gram form is computed over input pixels (:mod:`.pixel_gram`) or unfolded patches,
+    whichever takes fewer multiply-adds."""
     n, positions = backprops.shape[0], backprops[0, 0].numel()
     groups, out = layer.groups, layer.out_channels // layer.groups
     patch = layer.weight[0].numel()
     gram = conv_uses_gram(layer, backprops)
-    per_example = groups * (patch * positions + positions ** 2) if gram else groups * out * patch
+    x, padding = padded(layer, a)
+    pixel = gram and pixel_gram.cheaper(layer, x, backprops, padding)
+    if pixel:
+        pixels = math.prod(s + 2 * p for s, p in zip(x.shape[2:], padding))
+        offsets = patch // (layer.in_channels // groups)
+        per_example = groups * (pixels ** 2 + (offsets + 1) * positions ** 2)
+    else:
+        per_example = (groups * (patch * positions + positions ** 2) if gram
+                       else groups * out * patch)
     rows = max(1, max(MIN_CHUNK_ELEMENTS, a[0].numel() * n) // per_example)
     squares = []
     for start in range(0, n, rows):
         chunk, grads = a[start:start + rows], backprops[start:start + rows]
+        if pixel:
+            squares.append(pixel_gram.squared_norms(layer, x[start:start + rows], grads,
+                                                    padding))
+            continue
         if gram:
             cols, grads = unfold(layer, chunk), grads.reshape(len(grads), groups, out, positions)
             square = ((cols.transpose(-1, -2) @ cols) * (grads.transpose(-1, -2) @ grads))
@@ -86,7 +104,11 @@ def per_sample_weight_grads(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
     gradient (faster than unfold + batched matmul on CPU, measured)."""
     n = a.shape[0]
     x, padding = padded(layer, a)
-    weight = layer.weight.detach().repeat(n, *(1,) * (layer.weight.dim() - 1))
+    shape = (n * layer.out_channels, *layer.weight.shape[1:])
+    # the kernel reads only the weight's shape when computing the weight gradient: on CPU a
+    # stride-0 stand-in spares a copy of the weights per example (same result, tested)
+    weight = (layer.weight.new_empty(()).expand(shape) if a.device.type == "cpu"
+              else layer.weight.detach().repeat(n, *(1,) * (layer.weight.dim() - 1)))
     _, grads, _ = torch.ops.aten.convolution_backward(
         backprops.reshape(1, -1, *backprops.shape[2:]), x.reshape(1, -1, *x.shape[2:]),
         weight, None, list(layer.stride), list(padding), list(layer.dilation), False,

@@ -5,14 +5,16 @@
   (Opacus 1.6 instantiates their per-sample gradients). Opacus' own ``ghost`` is unchanged.
 - ``ghost_bk``: book-keeping (:mod:`.bookkeeping`), one backward pass.
 
-Both use Opacus' fast-clipping optimizer (noise on the clipped sum) and loss wrapper, so the
-training loop contract of ``ghost`` holds for them unchanged.
+Both use Opacus' fast-clipping optimizer (noise on the clipped sum; in its in-place
+subclass :class:`~.in_place_noise.InPlaceNoiseOptimizer`) and loss wrapper, so the training
+loop contract of ``ghost`` holds for them unchanged.
 """
 
 from __future__ import annotations
 
 from opacus import PrivacyEngine
 from opacus.grad_sample import GradSampleModuleFastGradientClipping
+from opacus.optimizers import DPOptimizerFastGradientClipping
 from opacus.utils.fast_gradient_clipping_utils import (
     DPLossFastGradientClipping,
     DPTensorFastGradientClipping,
@@ -20,6 +22,7 @@ from opacus.utils.fast_gradient_clipping_utils import (
 
 from . import ghost_norms
 from .bookkeeping import BookKeepingModule
+from .in_place_noise import InPlaceNoiseOptimizer
 
 
 class MixedGhostModule(GradSampleModuleFastGradientClipping):
@@ -96,8 +99,16 @@ class Engine(PrivacyEngine):
             max_grad_norm=kwargs.get("max_grad_norm", 1.0))
 
     def _prepare_optimizer(self, *, grad_sample_mode: str = "hooks", **kwargs):
-        mode = "ghost" if grad_sample_mode in MODULES else grad_sample_mode
-        return super()._prepare_optimizer(grad_sample_mode=mode, **kwargs)
+        if grad_sample_mode not in MODULES:
+            return super()._prepare_optimizer(grad_sample_mode=grad_sample_mode, **kwargs)
+        opacus = super()._prepare_optimizer(grad_sample_mode="ghost", **kwargs)
+        if type(opacus) is not DPOptimizerFastGradientClipping:  # distributed: Opacus' own
+            return opacus
+        return InPlaceNoiseOptimizer(  # the same settings, noise added in place
+            optimizer=opacus.original_optimizer, noise_multiplier=opacus.noise_multiplier,
+            max_grad_norm=opacus.max_grad_norm, expected_batch_size=opacus.expected_batch_size,
+            loss_reduction=opacus.loss_reduction, generator=opacus.generator,
+            secure_mode=opacus.secure_mode)
 
     def _prepare_criterion(self, *, module, optimizer, criterion, loss_reduction="mean",
                            **kwargs):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from opacus.grad_sample import GradSampleModule
 from torch import nn
 
-from robustlr.privacy import ghost_norms
+from robustlr.privacy import ghost_norms, group_norm, pixel_gram
 
 RTOL = 1e-5
 
@@ -59,18 +59,39 @@ def conv_cases(draw):
     return conv, (draw(st.integers(1, 5)), c_in) + size
 
 
-@pytest.mark.parametrize("gram", [True, False])
+FORMS = ("instantiated", "gram_unfolded", "gram_pixels")
+
+
+def _force(patch, form):
+    """Send every convolution to one of the three ways of computing its norm."""
+    patch.setattr(ghost_norms, "uses_gram", lambda **_: form != "instantiated")
+    patch.setattr(pixel_gram, "cheaper", lambda *_: form == "gram_pixels")
+
+
+@pytest.mark.parametrize("form", FORMS)
 @settings(max_examples=40, deadline=None)
 @given(case=conv_cases(), seed=st.integers(0, 2 ** 16))
-def test_conv_norms_equal_hooks_mode(case, seed, gram):
+def test_conv_norms_equal_hooks_mode(case, seed, form):
     conv, shape = case
     torch.manual_seed(seed)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(ghost_norms, "uses_gram", lambda **_: gram)
+        _force(patch, form)
         _assert_equal_norms(conv, torch.randn(shape))
 
 
-def test_conv_norms_chunked_over_the_batch_equal_one_chunk(monkeypatch):
+def test_pixel_gram_form_is_chosen_for_stride_one_and_unfolding_for_strided_convs():
+    # multiply-adds: digits cnn's second conv and ResNet-18's layer3 conv (stride 1) take the
+    # pixel Gram; ResNet-18's strided 3x3 conv into layer3 unfolds its patches
+    for conv, size in ((nn.Conv2d(32, 64, 3, padding=1), 4), (nn.Conv2d(256, 256, 3, padding=1), 8),
+                       (nn.Conv2d(128, 256, 3, stride=2, padding=1), 16)):
+        a = torch.zeros(1, conv.in_channels, size, size)
+        x, padding = ghost_norms.padded(conv, a)
+        assert pixel_gram.cheaper(conv, x, conv(a), padding) == (conv.stride == (1, 1))
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_conv_norms_chunked_over_the_batch_equal_one_chunk(monkeypatch, form):
+    _force(monkeypatch, form)
     conv, a = nn.Conv2d(3, 8, 3, padding=1), torch.randn(7, 3, 6, 6)
     g = torch.randn_like(conv(a))
     whole = ghost_norms.conv_norm_sample(conv, [a], g)[conv.weight]
@@ -78,11 +99,13 @@ def test_conv_norms_chunked_over_the_batch_equal_one_chunk(monkeypatch):
     torch.testing.assert_close(ghost_norms.conv_norm_sample(conv, [a], g)[conv.weight], whole)
 
 
+@pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
-def test_non_zero_padding_modes_give_the_true_per_sample_norm(mode):
+def test_non_zero_padding_modes_give_the_true_per_sample_norm(mode, form, monkeypatch):
     # Opacus' conv grad sampler zero-pads whatever padding_mode says; these rules follow the
     # layer, so compare with autograd one example at a time instead.
     torch.manual_seed(0)
+    _force(monkeypatch, form)
     conv, a = nn.Conv2d(2, 4, 3, padding=1, padding_mode=mode), torch.randn(3, 2, 5, 5)
     g = torch.randn_like(conv(a))
     norms = ghost_norms.conv_norm_sample(conv, [a], g)[conv.weight]
@@ -100,6 +123,29 @@ def test_group_norm_norms_equal_hooks_mode(groups, per_group, batch, spatial, se
     layer = nn.GroupNorm(groups, groups * per_group)
     nn.init.normal_(layer.weight)
     _assert_equal_norms(layer, torch.randn(batch, groups * per_group, *spatial))
+
+
+@settings(max_examples=30, deadline=None)
+@given(groups=st.sampled_from([1, 2, 4]), per_group=st.integers(1, 3), batch=st.integers(1, 4),
+       spatial=st.sampled_from([(), (5,), (3, 4)]), seed=st.integers(0, 2 ** 16),
+       offset=st.sampled_from([0.0, 3.0]))
+def test_group_norm_samples_from_forward_statistics_equal_hooks_mode(groups, per_group, batch,
+                                                                      spatial, seed, offset):
+    assume(per_group * math.prod(spatial) > 1)
+    torch.manual_seed(seed)
+    layer = nn.GroupNorm(groups, groups * per_group)
+    nn.init.normal_(layer.weight)
+    x = (torch.randn(batch, groups * per_group, *spatial) + offset).requires_grad_()
+    out = layer(x)
+    g, x = torch.randn_like(out), x.detach()
+    saved = group_norm.saved_statistics(layer, out)
+    assert len(saved) == 2  # the forward's mean and rstd are found
+    reference = GradSampleModule.GRAD_SAMPLERS[nn.GroupNorm](layer, [x], g)
+    for activations in ([x] + saved, [x]):  # forward statistics, recomputed statistics
+        mine = group_norm.group_norm_grad_sample(layer, activations, g)
+        assert set(mine) == set(reference)
+        for p, samples in reference.items():
+            torch.testing.assert_close(mine[p], samples, rtol=RTOL, atol=1e-5)
 
 
 def test_cost_rule_sends_wide_late_layers_to_the_gram_form():
