@@ -115,9 +115,13 @@ class BudgetGuard:
 
     def state_dict(self) -> dict:
         """The recorded steps and the certificate, for resume checkpoints (lists and numbers
-        only): a resumed guard admits exactly the steps the uninterrupted one would have."""
-        return {"steps": list(self._steps), "plan": self._plan.tolist(),
-                "certified": self._certified, "used": self._used, "near_cap": self._near_cap}
+        only): a resumed guard admits exactly the steps the uninterrupted one would have.
+        Only the certified steps not yet used are kept: a renewed certificate is planned
+        MAX_CERTIFIED steps long, and the steps before ``used`` are never read again."""
+        remaining = self._plan[self._used:max(self._certified, self._used)]
+        return {"steps": list(self._steps), "plan": remaining.tolist(),
+                "certified": max(self._certified - self._used, 0), "used": 0,
+                "near_cap": self._near_cap}
 
     def load_state_dict(self, state: dict) -> None:
         self._steps = [float(sigma) for sigma in state["steps"]]

@@ -18,6 +18,7 @@ Exit status 1 when the overall kill rate is under ``--fail-under``.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import glob
 import hashlib
 import json
@@ -42,20 +43,32 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                        ["tests/attacks/test_poisoning.py", "tests/attacks/test_filters.py",
                         "tests/attacks/test_metrics.py"]),
     "pgd": (["attacks/_common.py", "attacks/pgd.py", "attacks/fgsm.py"],
-            ["tests/attacks/test_attacks_pgd.py", "tests/attacks/test_properties.py"]),
+            ["tests/attacks/test_attacks_pgd*.py", "tests/attacks/test_properties.py"]),
     "cascade": (["attacks/cascade.py"], ["tests/attacks/test_attacks_cascade.py"]),
     "privacy": (["privacy/accounting.py", "privacy/guard.py"],
                 ["tests/privacy/test_privacy_accounting.py", "tests/privacy/test_*guard*.py",
                  "tests/privacy/test_*properties*.py"]),
     "clock": (["robustlr/training/loop.py", "robustlr/training/setup.py"],
-              ["tests/**/test_trainer.py"]),
+              ["tests/training/test_trainer.py", "tests/training/test_averaging.py",
+               "tests/training/test_recipe.py"]),
+    # the store's own unit tests (milliseconds): the end-to-end run tests cost seconds a mutant
     "store": (["robustlr/results/store.py", "robustlr/runs/grid_runner.py"],
-              ["tests/**/test_resume_idempotent.py", "tests/**/test_run.py",
-               "tests/**/test_tracking.py"]),
+              ["tests/results/test_store.py"]),
+    # the DP regime's step accounting (the functions in ONLY), on its fast unit tests
+    "dp_steps": (["robustlr/regimes/dp.py"], ["tests/privacy/test_dp_steps.py"]),
+}
+
+# groups that mutate only some functions of their modules (mutmut's mutant-name globs); the
+# rest of the module is left to the tests that train with it
+ONLY: dict[str, list[str]] = {
+    "dp_steps": [f"robustlr.regimes.dp.xǁDPRegimeǁ{name}__mutmut_*" for name in (
+        "before_step", "step", "spent", "gdp_estimate", "epoch_metrics", "stop_reason",
+        "summary")],
 }
 
 # tests that check the working tree's own layout, which a staging copy does not have
-DESELECT = ["tests/attacks/test_attacks_pgd.py::test_import_resolves_to_this_repository"]
+DESELECT = ["tests/attacks/test_attacks_pgd.py::test_import_resolves_to_this_repository",
+            "tests/privacy/test_privacy_accounting.py::test_import_resolves_to_this_repository"]
 
 # Lines that run only at import time (registration decorators): the module is imported before
 # mutmut switches a mutant on, so no test can ever see a mutant there; the registry tests pin
@@ -63,6 +76,39 @@ DESELECT = ["tests/attacks/test_attacks_pgd.py::test_import_resolves_to_this_rep
 IMPORT_TIME_LINES = [r'setattr\(cls, "name", name\)', r"return SCHEDULES\.register\(name\)\(cls\)"]
 
 KILLED = {1, 3, 24, -24, 36, 37, 152, 255}  # a failing test, a timeout, the type checker
+
+# Appended to the staging copy's tests/conftest.py (never the working tree's): mutmut runs a
+# fresh pytest session per mutant, so every session fixture that trains a model (digits_cnn,
+# 4 s) would retrain it for every mutant. The wrapper keys a trained state_dict by everything
+# training reads -- train_plain's source, the model's architecture and initial weights, the
+# data and the keyword arguments -- so a mutant that changes the data (poisoning) still trains
+# afresh, and a cached model is the very one training would have produced.
+TRAIN_CACHE = """
+
+# --- added by tools/mutation.py in its staging copy: trained models cached on disk ---
+def _cached_training(train, cache):
+    import hashlib, inspect, os, pathlib
+
+    def cached(model, x, y, **kwargs):
+        digest = hashlib.sha256(inspect.getsource(train).encode() + repr(model).encode()
+                                + repr(sorted(kwargs.items())).encode())
+        for tensor in [*model.state_dict().values(), x, y]:
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        path = pathlib.Path(cache) / f"{digest.hexdigest()}.pt"
+        if path.exists():
+            model.load_state_dict(torch.load(path, weights_only=True))
+            return model.eval()
+        model = train(model, x, y, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), f"{path}.{os.getpid()}.tmp")
+        os.replace(f"{path}.{os.getpid()}.tmp", path)
+        return model
+
+    return cached
+
+
+train_plain = _cached_training(train_plain, CACHE_DIR)
+"""
 
 
 def staged(path: str) -> str:
@@ -84,6 +130,8 @@ def stage(group: str, workdir: Path) -> tuple[Path, list[str]]:
     for package in ("attacks", "privacy"):
         shutil.copytree(REPO / package, root / "robustlr" / package, ignore=skip)
     shutil.copytree(REPO / "tests", root / "tests", ignore=skip)
+    with (root / "tests" / "conftest.py").open("a") as conftest:
+        conftest.write(TRAIN_CACHE.replace("CACHE_DIR", repr(str(workdir / "trained-models"))))
     # made before Python starts: a PYTHONPATH entry missing at startup is cached as "no finder"
     # and the editable install's working tree would be imported instead of the mutants
     (root / "mutants").mkdir()
@@ -94,6 +142,9 @@ def stage(group: str, workdir: Path) -> tuple[Path, list[str]]:
         + [arg for d in DESELECT for arg in ("--deselect", d)],
         "pytest_add_cli_args_test_selection": tests,
         "use_git_change_detection": False,
+        # a mutant that loops forever (a search whose step no longer grows) is stopped after
+        # 4x (its tests' time + 1 s) of CPU; mutmut's default, 30x, holds one for many minutes
+        "timeout_multiplier": 2.0,
         "do_not_mutate_patterns": IMPORT_TIME_LINES,
     }
     section = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
@@ -101,13 +152,14 @@ def stage(group: str, workdir: Path) -> tuple[Path, list[str]]:
     return root, tests
 
 
-def run_mutmut(root: Path, max_children: int) -> int:
+def run_mutmut(root: Path, max_children: int, only: list[str] | None = None) -> int:
     """``mutmut run`` in ``root``; its output (a spinner, mostly) goes to ``root/mutmut.log``."""
     env = dict(os.environ, PYTHONPATH=str(root / "mutants"), OMP_NUM_THREADS="1",
                MKL_NUM_THREADS="1")  # subprocesses the tests start import the mutants too
     mutmut = Path(sys.executable).with_name("mutmut")
     with (root / "mutmut.log").open("w") as log:
-        code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children)],
+        code = subprocess.call([str(mutmut), "run", "--max-children", str(max_children),
+                                *(only or [])],
                                cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     if code != 0:
         lines = (root / "mutmut.log").read_text(errors="replace").splitlines()
@@ -162,6 +214,9 @@ def load_equivalents() -> dict[str, str]:
 def report(group: str, root: Path, equivalents: dict[str, str], seen: set[str]) -> tuple[int, int]:
     killed_total = counted_total = 0
     for source, codes in results(root).items():
+        if group in ONLY:  # mutants outside the group's functions are never run
+            codes = {n: c for n, c in codes.items()
+                     if any(fnmatch.fnmatch(n, pattern) for pattern in ONLY[group])}
         unchecked = sum(c is None for c in codes.values())  # an interrupted run
         codes = {n: c for n, c in codes.items() if c is not None}
         killed = [n for n, c in codes.items() if c in KILLED]
@@ -199,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list:
         for name, (modules, tests) in GROUPS.items():
-            print(f"{name}: {' '.join(modules)}\n    tests: {' '.join(tests)}")
+            only = f" (only {', '.join(ONLY[name])})" if name in ONLY else ""
+            print(f"{name}: {' '.join(modules)}{only}\n    tests: {' '.join(tests)}")
         return 0
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -212,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (root / "mutants").is_dir():
                 broken.append(group)
                 continue
-        elif run_mutmut(stage(group, args.workdir)[0], args.max_children) != 0:
+        elif run_mutmut(stage(group, args.workdir)[0], args.max_children, ONLY.get(group)) != 0:
             print(f"[{group}] mutmut failed (its clean test run must pass): {root / 'mutmut.log'}")
             broken.append(group)
             continue
