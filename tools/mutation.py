@@ -23,6 +23,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -50,7 +51,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  "tests/privacy/test_*properties*.py"]),
     "clock": (["robustlr/training/loop.py", "robustlr/training/setup.py"],
               ["tests/training/test_trainer.py", "tests/training/test_averaging.py",
-               "tests/training/test_recipe.py"]),
+               "tests/training/test_recipe.py", "tests/training/test_clock*.py"]),
     # the store's own unit tests (milliseconds): the end-to-end run tests cost seconds a mutant
     "store": (["robustlr/results/store.py", "robustlr/runs/grid_runner.py"],
               ["tests/results/test_store.py"]),
@@ -64,6 +65,16 @@ ONLY: dict[str, list[str]] = {
     "dp_steps": [f"robustlr.regimes.dp.xǁDPRegimeǁ{name}__mutmut_*" for name in (
         "before_step", "step", "spent", "gdp_estimate", "epoch_metrics", "stop_reason",
         "summary")],
+}
+
+# Lines of a group left unmutated (mutmut's do_not_mutate_patterns; a match covers the whole
+# statement): they need what the fast runner cannot have. They are NOT equivalent mutants:
+# tests/runs/test_ddp.py (several processes, minutes) and the GPU benchmark cover them.
+# - clock: wrapping the model in DDP needs a process group (train --nproc); torch.compile
+#   needs a C compiler and costs seconds to minutes per trial.
+SKIP_LINES: dict[str, list[str]] = {
+    "clock": [r"setup\.model = regime\.data_parallel\(setup\)",
+              r"setup\.model = torch\.compile\(setup\.model\)"],
 }
 
 # tests that check the working tree's own layout, which a staging copy does not have
@@ -145,7 +156,7 @@ def stage(group: str, workdir: Path) -> tuple[Path, list[str]]:
         # a mutant that loops forever (a search whose step no longer grows) is stopped after
         # 4x (its tests' time + 1 s) of CPU; mutmut's default, 30x, holds one for many minutes
         "timeout_multiplier": 2.0,
-        "do_not_mutate_patterns": IMPORT_TIME_LINES,
+        "do_not_mutate_patterns": IMPORT_TIME_LINES + SKIP_LINES.get(group, []),
     }
     section = "\n[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in settings.items())
     (root / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text() + section)
@@ -199,6 +210,13 @@ def key(name: str, text: str) -> str:
     return f"{function}@{digest}"
 
 
+def skipped(group: str, text: str) -> bool:
+    """Whether a mutant's diff changes a line that SKIP_LINES leaves unmutated in ``group``."""
+    removed = [line[1:] for line in text.splitlines()
+               if line.startswith("-") and not line.startswith("---")]
+    return any(re.search(p, line) for p in SKIP_LINES.get(group, []) for line in removed)
+
+
 def load_equivalents() -> dict[str, str]:
     found = {}
     for line in EQUIVALENTS.read_text().splitlines() if EQUIVALENTS.exists() else []:
@@ -221,10 +239,13 @@ def report(group: str, root: Path, equivalents: dict[str, str], seen: set[str]) 
         codes = {n: c for n, c in codes.items() if c is not None}
         killed = [n for n, c in codes.items() if c in KILLED]
         survivors, equivalent = [], 0
-        for name, code in codes.items():
+        for name, code in list(codes.items()):
             if code in KILLED:
                 continue
             text = diff(root, name, source)
+            if skipped(group, text):  # a run staged before SKIP_LINES named the line
+                del codes[name]
+                continue
             if key(name, text) in equivalents:
                 seen.add(key(name, text))
                 equivalent += 1
@@ -255,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name, (modules, tests) in GROUPS.items():
             only = f" (only {', '.join(ONLY[name])})" if name in ONLY else ""
+            only += (f" (lines left unmutated: {', '.join(SKIP_LINES[name])})"
+                     if name in SKIP_LINES else "")
             print(f"{name}: {' '.join(modules)}{only}\n    tests: {' '.join(tests)}")
         return 0
     unknown = [g for g in args.groups if g not in GROUPS]

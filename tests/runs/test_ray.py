@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -178,8 +179,10 @@ def _trial_rows(database: Path) -> tuple[list[tuple], list[tuple]]:
     return trials, epochs
 
 
-def _wait_mid_grid(database: Path, process: subprocess.Popen) -> None:
-    """Until a trial is done and another has recorded epochs but not its summary."""
+def _wait_mid_grid(database: Path, process: subprocess.Popen, *, epochs: int) -> None:
+    """Until a trial is done and another has recorded some epochs but not its last: a whole
+    epoch is still to train, so it cannot finish between this check and the kill (a trial
+    seen between its last epoch row and its summary did, on a loaded machine)."""
     deadline = time.time() + 150
     while time.time() < deadline and process.poll() is None:
         try:
@@ -187,7 +190,8 @@ def _wait_mid_grid(database: Path, process: subprocess.Popen) -> None:
         except sqlite3.Error:
             trials, rows = [], []
         done = {t for t, s in trials if s == "ok"}
-        if done and len(done) < len(trials) and any(t not in done for t, _ in rows):
+        recorded = Counter(t for t, _ in rows if t not in done)
+        if done and len(done) < len(trials) and any(n < epochs for n in recorded.values()):
             return
         time.sleep(0.05)
     pytest.fail(f"the grid did not reach its middle: {process.poll()=}")
@@ -205,7 +209,7 @@ def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, r
                                    start_new_session=True)
     database = out / "results.sqlite"
     try:
-        _wait_mid_grid(database, process)
+        _wait_mid_grid(database, process, epochs=4)
     finally:
         _kill_tree(process)  # the driver only: the trials run in the cluster's workers
     trials, epochs = _trial_rows(database)
