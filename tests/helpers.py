@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +56,27 @@ def record_lrs(monkeypatch, *, after_step: bool = False) -> list[float]:
 
     monkeypatch.setattr("robustlr.training.setup.optimizers.build", recording)
     return seen
+
+
+def kill_when_frozen(process: subprocess.Popen, ready: Callable[[], bool], *,
+                     limit: float) -> None:
+    """SIGKILL ``process``'s group (a ``start_new_session`` child) at a moment when ``ready()``
+    holds of what it has written.
+
+    A check made while the writer runs can be stale by the kill: on a loaded machine the
+    parent of a run falls behind its workers, and between the check and the kill it may
+    record a backlog of epochs and the trial's end. So the group is stopped (SIGSTOP) before
+    each look, and the look sees exactly what the kill leaves behind. Not ready: continue it
+    and look again; ``limit`` seconds bound only a hang."""
+    deadline = time.monotonic() + limit
+    while True:
+        if process.poll() is not None:
+            said = process.stderr.read()[-2000:] if process.stderr else ""
+            raise AssertionError(f"the run ended before it could be killed mid-way: {said!r}")
+        assert time.monotonic() < deadline, f"nothing to kill mid-way within {limit:.0f} s"
+        os.killpg(process.pid, signal.SIGSTOP)
+        if ready():
+            os.killpg(process.pid, signal.SIGKILL)
+            return
+        os.killpg(process.pid, signal.SIGCONT)
+        time.sleep(0.05)

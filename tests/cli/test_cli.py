@@ -4,17 +4,14 @@ finishes the grid with every trial and epoch exactly once; reports rebuild."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import tiny, write_config
+from helpers import kill_when_frozen, tiny, write_config
 
 from robustlr.cli import main
 
@@ -114,15 +111,9 @@ def test_kill_9_then_resume_finishes_every_trial_exactly_once(tmp_path):
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                start_new_session=True)
     database = out / "results.sqlite"
-    # kill on an event, not a deadline raced against the machine's load: the database shows a
-    # trial running with one to three of its four epoch rows (a whole epoch is left to train,
-    # so it cannot finish between this check and the kill)
-    started = time.monotonic()
-    while not _running_with_an_epoch(database):
-        assert process.poll() is None, process.stderr.read().decode()[-2000:]
-        assert time.monotonic() - started < 900, "no trial ever recorded an epoch"
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
+    # kill on an event, not a deadline raced against the machine's load: the database, seen
+    # with the run stopped, shows a trial running with one to three of its four epoch rows
+    kill_when_frozen(process, lambda: _running_with_an_epoch(database), limit=900)
     process.wait()
     trials, _ = _trial_rows(database)
     assert any(s == "running" for _, s in trials), "the kill should interrupt a trial"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import tiny, write_config
+from helpers import kill_when_frozen, tiny, write_config
 
 ray = pytest.importorskip("ray")
 
@@ -179,22 +179,15 @@ def _trial_rows(database: Path) -> tuple[list[tuple], list[tuple]]:
     return trials, epochs
 
 
-def _wait_mid_grid(database: Path, process: subprocess.Popen, *, epochs: int) -> None:
-    """Until a trial is done and another has recorded some epochs but not its last: a whole
-    epoch is still to train, so it cannot finish between this check and the kill (a trial
-    seen between its last epoch row and its summary did, on a loaded machine)."""
-    deadline = time.time() + 150
-    while time.time() < deadline and process.poll() is None:
-        try:
-            trials, rows = _trial_rows(database) if database.exists() else ([], [])
-        except sqlite3.Error:
-            trials, rows = [], []
-        done = {t for t, s in trials if s == "ok"}
-        recorded = Counter(t for t, _ in rows if t not in done)
-        if done and len(done) < len(trials) and any(n < epochs for n in recorded.values()):
-            return
-        time.sleep(0.05)
-    pytest.fail(f"the grid did not reach its middle: {process.poll()=}")
+def _mid_grid(database: Path, *, epochs: int) -> bool:
+    """A trial is done and another has recorded some epochs but not its last."""
+    try:
+        trials, rows = _trial_rows(database) if database.exists() else ([], [])
+    except sqlite3.Error:  # the stopped driver holds the write lock: look again
+        return False
+    done = {t for t, s in trials if s == "ok"}
+    recorded = Counter(t for t, _ in rows if t not in done)
+    return bool(done) and len(done) < len(trials) and any(n < epochs for n in recorded.values())
 
 
 def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, ray_address):
@@ -208,8 +201,8 @@ def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, r
         process = subprocess.Popen(command, stderr=stderr, stdout=subprocess.DEVNULL,
                                    start_new_session=True)
     database = out / "results.sqlite"
-    try:
-        _wait_mid_grid(database, process, epochs=4)
+    try:  # the driver is the database's only writer: stopped, it shows what the kill leaves
+        kill_when_frozen(process, lambda: _mid_grid(database, epochs=4), limit=600)
     finally:
         _kill_tree(process)  # the driver only: the trials run in the cluster's workers
     trials, epochs = _trial_rows(database)
