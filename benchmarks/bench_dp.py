@@ -18,6 +18,13 @@ parent's peak, docs/facts.md), two ways:
 - "step": the peak during the two steps above the resident set just before them (the heap
   trimmed and the kernel's peak counter reset via ``/proc/self/clear_refs``), everything the
   steps allocate, first-step initialisation included ("x step": over the plain step's).
+The children run with glibc's mmap threshold fixed at 64 KiB (``MALLOC_MMAP_THRESHOLD_``):
+by default glibc raises the threshold after the first large free, so later tensors come
+from the heap, whose extent depends on the order of allocations, and the same code's step
+peak moved by up to 1.5x between runs (3x32x32 cnn, DP over plain: 1.08-1.62x). With the
+threshold fixed, every tensor of 64 KiB or more is its own mapping, returned when freed, so
+the resident peak is what the step keeps alive (three runs agree to 0.1 MB); it is the CPU
+counterpart of ``torch.cuda.max_memory_allocated``.
 
     .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--models digits_cnn,cifar_cnn]
         [--modes plain,hooks,ghost,ghost_mixed,ghost_bk]
@@ -59,6 +66,8 @@ MODELS = {
 MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
 SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (docs/facts.md): minutes per round on CPU
 MEMORY_TARGET = 1.5
+# large tensors in mappings of their own, so that freed memory leaves the resident set
+CHILD_ENV = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(64 * 1024)}
 
 
 def build(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -122,7 +131,7 @@ def child(name: str, mode: str, steps: int) -> None:
 def peak_kb(name: str, mode: str, steps: int) -> tuple[int, int]:
     """(peak of the whole process, peak of the steps above what was resident before them)."""
     out = subprocess.run([sys.executable, __file__, "--child", name, mode, str(steps)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=CHILD_ENV)
     whole, steps_kb = out.stdout.strip().splitlines()[-1].split()
     return int(whole), int(steps_kb)
 

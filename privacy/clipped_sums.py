@@ -51,7 +51,10 @@ def conv_clipped_sum(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor, grad: torch.
 def weighted_sum(samples: dict[nn.Parameter, torch.Tensor],
                  coef: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
     """Clipped sums of already instantiated per-sample gradients (N, *param.shape)."""
-    return {p: torch.einsum("n,n...->...", coef.to(gs.dtype), gs) for p, gs in samples.items()}
+    # a matrix-vector product: torch.einsum parses its equation on every call (~40 us each,
+    # a dozen calls a step on a small model)
+    return {p: (coef.to(gs.dtype) @ gs.flatten(1)).view(gs.shape[1:])
+            for p, gs in samples.items()}
 
 
 CLIPPED_SUMS = {nn.Linear: linear_clipped_sum, nn.Conv1d: conv_clipped_sum,

@@ -33,14 +33,18 @@ def group_norm_grad_sample(layer: nn.GroupNorm, activations: list[torch.Tensor],
     grads = backprops.reshape(n, layer.num_channels, -1)
     samples = {}
     if layer.weight is not None and layer.weight.requires_grad:
-        if len(activations) == 3:  # one temporary, updated in place (fewer fresh pages)
+        if len(activations) == 3:
+            # sum (x - mean) * g over positions, then scale by rstd, constant per group: one
+            # pass over the activations fewer than normalising first; one temporary, in place
             mean, rstd = (s.to(x.dtype).unsqueeze(-1) for s in activations[1:])
-            xhat = (x.reshape(n, layer.num_groups, -1) - mean).mul_(rstd).view_as(grads)
+            centred = (x.reshape(n, layer.num_groups, -1) - mean).view_as(grads)
+            sums = centred.mul_(grads).sum(dim=-1).view(n, layer.num_groups, -1)
+            samples[layer.weight] = sums.mul_(rstd).view(n, layer.num_channels)
         else:
             xhat = torch.ops.aten.native_group_norm(
                 x, None, None, n, layer.num_channels, grads.shape[-1], layer.num_groups,
                 layer.eps)[0].view_as(grads)
-        samples[layer.weight] = xhat.mul_(grads).sum(dim=-1)
+            samples[layer.weight] = xhat.mul_(grads).sum(dim=-1)
     if layer.bias is not None and layer.bias.requires_grad:
         samples[layer.bias] = grads.sum(dim=-1)
     return samples

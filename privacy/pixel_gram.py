@@ -63,9 +63,10 @@ def squared_norms(layer: nn.Conv1d | nn.Conv2d, x: torch.Tensor, backprops: torc
     n, groups, positions = len(x), layer.groups, math.prod(sizes[1])
     pad = [p for p in reversed(padding) for _ in range(2)]
     pixels = F.pad(x, pad).reshape(n, groups, layer.in_channels // groups, -1)
-    # batch last, so the gather below copies runs of N x groups values, not single ones
-    gram_x = (pixels.transpose(-1, -2) @ pixels).permute(2, 3, 1, 0).flatten(0, 1)
-    patches = gram_x.reshape(-1, groups * n).index_select(0, _pair_index(*sizes))
+    # batch last (a copy: the permuted view alone would gather single values at stride P^2),
+    # so the gather below copies runs of N x groups contiguous values
+    gram_x = (pixels.transpose(-1, -2) @ pixels).permute(2, 3, 1, 0).reshape(-1, groups * n)
+    patches = gram_x.contiguous().index_select(0, _pair_index(*sizes))
     patches = patches.view(-1, positions * positions, groups * n).sum(dim=0)
     grads = backprops.reshape(n, groups, -1, positions)
     gram_g = (grads.transpose(-1, -2) @ grads).permute(2, 3, 1, 0)  # (T, T, groups, N)

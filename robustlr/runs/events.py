@@ -4,7 +4,7 @@ then its end. Backends (local pool, Ray) carry these unchanged."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -21,4 +21,4 @@ class TrialEnded:
     error: str | None = None
 
 
-Event = Union[EpochEnded, TrialEnded]
+Event = EpochEnded | TrialEnded

@@ -20,6 +20,9 @@ from robustlr.config import ConfigError, ExperimentConfig
 from robustlr.data import DataError
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
+from robustlr.privacy.engine import check_grad_sample_mode
+from robustlr.privacy.modules import fix_model
+from robustlr.regimes.dp_settings import check_fits_data, settings_of
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, Store, StoreError
@@ -28,9 +31,6 @@ from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
 from robustlr.spec import SpecError, is_none, parse
 from robustlr.training.trial import prepare_data
-from robustlr.privacy.engine import check_grad_sample_mode
-from robustlr.privacy.modules import fix_model
-from robustlr.regimes.dp_settings import check_fits_data, settings_of
 
 log = logging.getLogger("robustlr")
 

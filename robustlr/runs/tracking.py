@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from robustlr.config import ExperimentConfig
-from robustlr.grid import spec_text
 from robustlr.errors import InputError
+from robustlr.grid import spec_text
 
 log = logging.getLogger("robustlr")
 

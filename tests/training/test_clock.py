@@ -424,3 +424,21 @@ def test_prepare_hands_the_regime_the_trials_plan_and_augments_in_memory_batches
     # a kernel with one input channel is contiguous in both layouts: look at the wider one
     conv = next(p for p in s.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+
+
+def test_a_trial_prepares_its_model_and_batches_for_the_rank_it_was_given(monkeypatch):
+    """train_trial hands its World to prepare: a rank of a DDP trial that prepared as if alone
+    would train on every example instead of its shard (and on the first GPU, not its own).
+    A real two-process run is tests/runs/test_ddp.py; this spares the clock's fast tests it."""
+    seen = []
+
+    def stop_at_prepare(*args, **kwargs):
+        seen.append(kwargs["world"])
+        raise _Interrupted
+
+    monkeypatch.setattr(loop, "prepare", stop_at_prepare)
+    config, bundle = _prepared(schedules=["constant"])
+    rank = World(rank=1, size=2, local_rank=1)
+    with pytest.raises(_Interrupted):
+        train_trial(config, expand(config)[0], bundle, on_epoch=lambda row: None, world=rank)
+    assert seen == [rank] and seen[0] is rank
