@@ -74,9 +74,8 @@ def conv_weight_norms(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
     x, padding = padded(layer, a)
     pixel = gram and pixel_gram.cheaper(layer, x, backprops, padding)
     if pixel:
-        pixels = math.prod(s + 2 * p for s, p in zip(x.shape[2:], padding))
-        offsets = patch // (layer.in_channels // groups)
-        per_example = groups * (pixels ** 2 + (offsets + 1) * positions ** 2)
+        pixels = math.prod(x.shape[2:]) + 1  # the zero slot of the padding
+        per_example = groups * (pixels ** 2 + 2 * positions ** 2)
     else:
         per_example = (groups * (patch * positions + positions ** 2) if gram
                        else groups * out * patch)
