@@ -53,7 +53,7 @@ def _pair_index(padded: tuple, out: tuple, kernel: tuple, stride: tuple,
 
 @lru_cache(maxsize=32)
 def _bag_index(raw: tuple, padding: tuple, out: tuple, kernel: tuple, stride: tuple,
-               dilation: tuple) -> torch.Tensor:
+               dilation: tuple, device: torch.device) -> torch.Tensor:
     """(T * T, offsets): for each pair of output positions, the rows of the unpadded pixel
     Gram matrix, extended by one zero row and column, to sum over the kernel offsets. A
     padding pixel is zero, so every product with it is the zero slot (index R)."""
@@ -71,7 +71,8 @@ def _bag_index(raw: tuple, padding: tuple, out: tuple, kernel: tuple, stride: tu
     pair = _pair_index(padded, out, kernel, stride, dilation)
     grid = math.prod(padded)
     rows = to_raw[pair // grid] * (pixels + 1) + to_raw[pair % grid]
-    return rows.view(math.prod(kernel), -1).t().contiguous()
+    # on the Gram matrix's device: embedding_bag takes its indices from the same device
+    return rows.view(math.prod(kernel), -1).t().contiguous().to(device)
 
 
 def squared_norms(layer: nn.Conv1d | nn.Conv2d, x: torch.Tensor, backprops: torch.Tensor,
@@ -87,7 +88,7 @@ def squared_norms(layer: nn.Conv1d | nn.Conv2d, x: torch.Tensor, backprops: torc
     gram_x = flat.new_zeros(pixels + 1, pixels + 1, groups, n)
     gram_x[:pixels, :pixels] = (flat.transpose(-1, -2) @ flat).permute(2, 3, 1, 0)
     index = _bag_index(raw, tuple(padding), tuple(backprops.shape[2:]), tuple(layer.kernel_size),
-                       tuple(layer.stride), tuple(layer.dilation))
+                       tuple(layer.stride), tuple(layer.dilation), x.device)
     # sum over the kernel offsets of the gathered rows, without materialising the gather
     patches = F.embedding_bag(index, gram_x.view(-1, groups * n), mode="sum")  # (T*T, G*N)
     grads = backprops.reshape(n, groups, -1, positions)
