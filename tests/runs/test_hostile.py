@@ -304,6 +304,18 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _started_last(pids: set[int]) -> int:
+    """The child started last, by its start time (field 22 of /proc/PID/stat, clock ticks since
+    boot): pids wrap at /proc/sys/kernel/pid_max (32768 here, passed by a CI run's installs and
+    suite), so the largest pid can be the oldest worker, whose trial may just have ended."""
+    def started(pid: int) -> int:
+        try:
+            return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        except OSError:
+            return -1  # already ended: never the worker of the newest trial
+    return max(pids, key=started)
+
+
 def _gone(pids: set[int]) -> bool:
     def alive(pid: int) -> bool:
         try:
@@ -327,13 +339,33 @@ def _resume_finishes_everything(run_dir: Path) -> None:
     assert len(epochs) == len(set(epochs)) == 4 * 12
 
 
+def _held_after_each_epoch(release: Path):
+    """``tasks.execute`` whose worker waits after sending each epoch until ``release`` exists.
+    A held worker cannot end its trial, so a kill is mid-trial by construction: a look at the
+    database cannot tell, because the run's parent records a worker's events some time after
+    they are sent (a small trial can end in that time, and the kill then interrupts nothing)."""
+    from robustlr.runs import tasks
+    from robustlr.runs.events import EpochEnded
+
+    def execute_held(task, emit) -> None:
+        def emit_then_wait(event) -> None:
+            emit(event)
+            while isinstance(event, EpochEnded) and not release.exists():
+                time.sleep(0.01)
+        tasks.execute(task, emit_then_wait)
+    return execute_held
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
-def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp_path):
+def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp_path,
+                                                                              monkeypatch):
     import threading
 
     from robustlr.runs.folder import TrialsInterrupted
 
-    run_dir, outcome = tmp_path / "run", []
+    run_dir, outcome, release = tmp_path / "run", [], tmp_path / "release"
+    # forked workers inherit the patch (the pool forks where no CUDA context exists)
+    monkeypatch.setattr("robustlr.runs.pool.execute", _held_after_each_epoch(release))
 
     def run() -> None:
         try:
@@ -344,15 +376,18 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
     runner = threading.Thread(target=run)
     runner.start()
     seen: set[str] = set()
-    for signal_number in (9, 15):  # SIGKILL, then SIGTERM, each of a worker mid-trial
-        database = run_dir / "results.sqlite"
-        _wait_for(lambda: _running_with_epochs(database) - seen or None,  # noqa: B023
-                  "a new running trial with an epoch row")
-        seen |= _running_with_epochs(database)
-        # the worker started last runs the newest trial, the furthest from its end
-        victim = max(_children(os.getpid()))
-        os.kill(victim, signal_number)
-        _wait_for(lambda victim=victim: _gone({victim}), "the worker's end")
+    try:
+        for signal_number in (9, 15):  # SIGKILL, then SIGTERM, each of a worker mid-trial
+            database = run_dir / "results.sqlite"
+            _wait_for(lambda: _running_with_epochs(database) - seen or None,  # noqa: B023
+                      "a new running trial with an epoch row")
+            seen |= _running_with_epochs(database)
+            # every worker is held mid-trial; the newest runs the trial the pool started last
+            victim = _started_last(_children(os.getpid()))
+            os.kill(victim, signal_number)
+            _wait_for(lambda victim=victim: _gone({victim}), "the worker's end")
+    finally:
+        release.touch()  # the held workers go on, and the run ends even when a wait failed
     runner.join(timeout=600)
     assert len(outcome) == 1 and isinstance(outcome[0], TrialsInterrupted), outcome
     statuses, _ = _statuses(run_dir)
@@ -368,10 +403,14 @@ def _parent(config: Path, run_dir: Path) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
 @pytest.mark.parametrize("signal_number", [9, 15])
-def test_workers_die_with_their_parent_and_resume_finishes_the_grid(tmp_path, signal_number):
+def test_workers_die_with_their_parent_and_resume_finishes_the_grid(tmp_path, signal_number,
+                                                                    monkeypatch):
     import multiprocessing
 
     config, run_dir = write_config(tmp_path / "c.yaml", GRID), tmp_path / "run"
+    release = tmp_path / "release"
+    # held workers: the grid cannot end before the kill, and a worker is there to outlive it
+    monkeypatch.setattr("robustlr.runs.pool.execute", _held_after_each_epoch(release))
     # a forked parent starts at once (a fresh interpreter spends seconds importing torch)
     parent = multiprocessing.get_context("fork").Process(target=_parent, args=(config, run_dir))
     parent.start()
@@ -388,5 +427,6 @@ def test_workers_die_with_their_parent_and_resume_finishes_the_grid(tmp_path, si
         assert time.monotonic() - started < 5, "workers outlived their parent"
     finally:
         parent.kill()
+        release.touch()
     if signal_number == 9:  # resume after a kill: the SIGTERM case is the same folder state
         _resume_finishes_everything(run_dir)
