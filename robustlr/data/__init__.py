@@ -28,6 +28,7 @@ from robustlr.data import augment, files, streaming
 from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
 from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
+from robustlr.privacy.ledger import Entry
 
 Split = tuple[torch.Tensor, torch.Tensor]
 SPLITS = ("train", "val", "test")
@@ -47,6 +48,9 @@ class DataBundle:
     name: str
     train_stream: streaming.Examples | None = None
     """The training examples when they stream; then ``train`` is (empty inputs, labels)."""
+    ledger: tuple[Entry, ...] = ()
+    """What preparing the data computed from the training split and releases with the model
+    (its normalization statistics), as privacy-ledger entries (see robustlr.privacy.ledger)."""
 
     @property
     def streamed(self) -> bool:
