@@ -29,13 +29,14 @@ def _set(model: torch.nn.Module, value: float) -> None:
 
 
 def test_ema_follows_its_closed_form_from_the_first_step():
+    # decay 0.75, not 0.5: at 0.5 `decay` and `1 - decay` coincide and a swap would pass
     model = torch.nn.Linear(2, 2)
-    averager = attach(AVERAGING.build("ema(decay=0.5)"), model)
+    averager = attach(AVERAGING.build("ema(decay=0.75)"), model)
     for value in (4.0, 0.0, 2.0):
         _set(model, value)
         averager.update(progress=0.5)
-    # copy at the first update, then avg <- 0.5 avg + 0.5 w: 4 -> 2 -> 2
-    assert all(torch.equal(t, torch.full_like(t, 2.0)) for t in averager.average)
+    # copy at the first update, then avg <- 0.75 avg + 0.25 w: 4 -> 3 -> 2.75 (swapped: 4 -> 1 -> 1.75)
+    assert all(torch.equal(t, torch.full_like(t, 2.75)) for t in averager.average)
 
 
 def test_swa_is_the_mean_of_the_weights_from_its_start_on():

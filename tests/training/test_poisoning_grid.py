@@ -110,3 +110,41 @@ def test_the_none_scenario_is_plain_training(tmp_path):
 def test_bad_poison_and_filter_specs_are_config_errors(field, value, message):
     with pytest.raises(config_module.ConfigError, match=re.escape(message)):
         config_module.from_mapping(tiny(**{field: [value]}))
+
+
+def test_the_trial_trains_on_the_examples_the_filter_kept(monkeypatch):
+    """Fast guard against a filter that is scored but not applied: the data the real training
+    run receives is the poisoned split at the kept positions, nothing else."""
+    from robustlr.grid import expand
+    from robustlr.training import poison_stage
+    from robustlr.training import trial as trial_module
+
+    seen: dict = {}
+    real_filter, real_metrics, real_train = (poison_stage._filter, poison_stage.filter_metrics,
+                                             trial_module.train_trial)
+
+    def spy_filter(config, trial, bundle, poisoned):
+        seen["poisoned"] = bundle.train
+        return real_filter(config, trial, bundle, poisoned)
+
+    def spy_metrics(keep, poisoned_indices):
+        seen["keep"] = keep.clone()
+        return real_metrics(keep, poisoned_indices)
+
+    def spy_train(config, trial, bundle, **kwargs):
+        seen["trained_on"] = bundle.train
+        return real_train(config, trial, bundle, **kwargs)
+
+    monkeypatch.setattr(poison_stage, "_filter", spy_filter)
+    monkeypatch.setattr(poison_stage, "filter_metrics", spy_metrics)
+    monkeypatch.setattr(trial_module, "train_trial", spy_train)
+    config = config_module.from_mapping(tiny(
+        data=IMAGES, schedules=["constant"], train={"epochs": 1},
+        poisoning=["badnets(rate=0.1, target=0, size=2)"], filter=["spectral"],
+        filtering={"epochs": 1}))
+    (trial,) = expand(config)
+    summary = trial_module.run_trial(config, trial, on_epoch=lambda row: None)
+    keep = seen["keep"]
+    assert summary["removed_count"] == int((~keep).sum()) > 0
+    x, y = seen["trained_on"]
+    assert torch.equal(x, seen["poisoned"][0][keep]) and torch.equal(y, seen["poisoned"][1][keep])
