@@ -70,7 +70,7 @@ class Recorder:
     def __call__(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
             self.store.add_epoch(event.trial, event.row["epoch"], event.row)
-            self.progress.epoch()
+            self.progress.epoch(event.trial)
             return
         self.store.finish(event.trial, event.status, event.summary, event.error)
         if event.status == "failed":  # `robustlr run` points users here when it exits 1
