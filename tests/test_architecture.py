@@ -1,5 +1,5 @@
 """The package's shape, checked from the source: no import cycle between modules, and no
-import from a lower layer into a higher one (cli -> runs -> training -> results ->
+import from a lower layer into a higher one (cli -> api -> runs -> training -> results ->
 components -> attacks, privacy). Built with ast, so it reads every import, including those
 inside functions."""
 
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"robustlr": ROOT / "robustlr", "robustlr.attacks": ROOT / "attacks",
            "robustlr.privacy": ROOT / "privacy"}
 # highest first; a module may import only from its own layer or the layers below it
-LAYERS = ["robustlr.__main__", "robustlr.cli", "robustlr.runs", "robustlr.training", "robustlr.results",
+LAYERS = ["robustlr.__main__", "robustlr.cli", "robustlr.api", "robustlr.runs", "robustlr.training", "robustlr.results",
           "robustlr", "robustlr.attacks", "robustlr.privacy"]
 # the two sides are peers: neither may import the other
 PEERS = {("robustlr.attacks", "robustlr.privacy"), ("robustlr.privacy", "robustlr.attacks")}
