@@ -37,7 +37,7 @@ class Trial:
         if not canonical["data_hash"]:
             del canonical["data_hash"]
         digest = hashlib.sha1(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-        return f"{parse(self.schedule).name}-{digest[:10]}"
+        return f"{parse(self.schedule).name.replace(':', '_')}-{digest[:10]}"  # a folder name
 
     def describe(self) -> dict[str, Any]:
         return {"trial": self.id, **asdict(self)}

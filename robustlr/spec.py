@@ -13,6 +13,7 @@ import ast
 import inspect
 import keyword
 import operator
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -135,6 +136,10 @@ def _syntax_tree(text: str, kind: str) -> ast.expr:
         raise SpecError(f"{kind} {_quote(text)}: not of the form name or name(key=value, ...)") from None
 
 
+_PREFIXED = re.compile(r"^(?P<name>[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\s*(?P<args>\(.*\))?$", re.S)
+"""A name with a colon (an import path or a family such as ``torch:``) and its arguments."""
+
+
 def parse(value: str | Mapping[str, Any] | Spec, *, kind: str = "spec") -> Spec:
     """Parse a string or mapping into a :class:`Spec` (no registry lookup)."""
     if isinstance(value, Spec):
@@ -149,6 +154,10 @@ def parse(value: str | Mapping[str, Any] | Spec, *, kind: str = "spec") -> Spec:
         raise SpecError(f"{kind} {_short(value)}: expected a string like 'name(key=value)' or a "
                         "mapping")
     text = value.strip()
+    prefixed = _PREFIXED.match(text)
+    if prefixed:  # "package.module:factory(...)", "torch:OneCycleLR(...)": not a Python name
+        params = parse("_" + prefixed["args"], kind=kind).params if prefixed["args"] else ()
+        return Spec(prefixed["name"], params)
     node = _syntax_tree(text, kind)
     if isinstance(node, ast.Name):
         return Spec(node.id)

@@ -14,7 +14,6 @@ and exposed as :attr:`Plugged.head`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,16 +25,11 @@ from robustlr.models.layers import Normalize
 from robustlr.spec import Spec, SpecError, parse
 
 PREFIXES = ("torchvision", "timm")
-_STRING = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\s*(?P<args>\(.*\))?\s*$", re.S)
 
 
 def parse_spec(value: str | Mapping[str, Any] | Spec) -> Spec:
-    """:func:`robustlr.spec.parse`, also for names with a colon (``"pkg.mod:f(k=1)"``)."""
-    if isinstance(value, str):
-        match = _STRING.match(value)
-        if match:
-            params = parse("_plugin" + match["args"], kind="model").params if match["args"] else ()
-            return Spec(match["name"], params)
+    """:func:`robustlr.spec.parse` with the model's kind in its messages (names with a colon,
+    ``"pkg.mod:f(k=1)"``, are part of the grammar)."""
     return parse(value, kind="model")
 
 

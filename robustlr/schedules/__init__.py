@@ -55,6 +55,7 @@ def values(schedule: Schedule, steps: int) -> list[float]:
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    schedule = schedule.planned(total_steps=steps) if steps else schedule
     return [float(schedule(s / steps)) for s in range(steps)]
 
 

@@ -9,21 +9,53 @@ every optimizer step: the LR for the step about to be taken is
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from robustlr.spec import Registry, Spec
+from robustlr.spec import Registry, Spec, parse
 
 
 class Tracker(Protocol):
     """The mutable, metric-driven part of a schedule (plateau's PlateauTracker)."""
 
-    factor: float
+    @property
+    def factor(self) -> float: ...
 
     def observe(self, value: float) -> float: ...
 
-SCHEDULES = Registry("schedule")
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class ScheduleRegistry(Registry):
+    """The built-in schedules by name; ``torch:<Scheduler>(...)`` is one of torch's own
+    (:mod:`robustlr.schedules.torch_lr`)."""
+
+    def check(self, value: str | Mapping[str, Any] | Spec,
+              context_names: tuple[str, ...] = ()) -> tuple[Spec, dict[str, Any]]:
+        spec = _torch_spec(value)
+        if spec is not None:
+            return spec, {}
+        return super().check(value, context_names)
+
+    def build(self, value: str | Mapping[str, Any] | Spec, **context: Any) -> Any:
+        spec = _torch_spec(value)
+        if spec is None:
+            return super().build(value, **context)
+        from robustlr.schedules import torch_lr  # imports torch: only for torch: specs
+
+        return torch_lr.build(spec)
+
+
+def _torch_spec(value: str | Mapping[str, Any] | Spec) -> Spec | None:
+    """The spec of ``torch:Name(...)`` (string, mapping or Spec), None for other names."""
+    spec = parse(value, kind="schedule")
+    return spec if spec.name.startswith("torch:") else None
+
+
+SCHEDULES = ScheduleRegistry("schedule")
 
 _S = TypeVar("_S", bound=type)
 
@@ -50,6 +82,11 @@ class Schedule:
     def tracker(self) -> Tracker | None:
         """A mutable metric tracker for metric-driven schedules; None for all others."""
         return None
+
+    def planned(self, *, total_steps: int, base_lr: float = 1.0) -> Schedule:
+        """This schedule for a run of ``total_steps`` optimizer steps at ``base_lr``: itself,
+        except for schedules whose values depend on the step count (torch's)."""
+        return self
 
     def spec(self) -> Spec:
         """The spec that rebuilds this schedule (parameters left at their default omitted)."""

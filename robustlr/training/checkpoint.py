@@ -73,10 +73,8 @@ def _restore_rng(state: dict[str, Any], parts: Parts) -> None:
     parts.generator.set_state(state["batches"])
 
 
-def _tracker_state(tracker) -> dict[str, float] | None:
-    if tracker is None:
-        return None
-    return {"factor": tracker.factor, "best": tracker.best, "bad_epochs": tracker.bad_epochs}
+def _tracker_state(tracker) -> dict[str, Any] | None:
+    return None if tracker is None else tracker.state_dict()
 
 
 class Writer:
@@ -158,8 +156,7 @@ def restore(state: dict[str, Any], parts: Parts) -> None:
     parts.recipe.load_state_dict(state["recipe"])
     parts.regime.load_state_dict(state["regime"])
     if parts.tracker is not None and state["tracker"] is not None:
-        for name, value in state["tracker"].items():
-            setattr(parts.tracker, name, value)
+        parts.tracker.load_state_dict(state["tracker"])
     if parts.averager is not None and state["averager"] is not None:
         parts.averager.load_state_dict(state["averager"])
     for probe, probe_state in zip(parts.probes, state["probes"]):

@@ -72,6 +72,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                        total_steps=lambda steps_per_epoch: config.train.epochs * steps_per_epoch,
                        warmup=getattr(schedule, "warmup", 0.0) if schedule.optimizer_based else None)
     setup, regime, recipe = prepared.setup, prepared.regime, prepared.recipe
+    # torch's schedulers are tabulated over the planned steps at the trial's base LR
+    schedule = schedule.planned(total_steps=setup.total_steps, base_lr=config.train.lr * trial.lr_scale)
     model, optimizer = setup.model, setup.optimizer
     plain = regime.trained_model(model)
     averager = None if is_none(trial.averaging) else attach(AVERAGING.build(trial.averaging), plain)
