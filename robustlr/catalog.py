@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from robustlr import plugins
 from robustlr.attacks import EVASION_ATTACKS
 from robustlr.attacks.filters import FILTERS as FILTER_CLASSES
 from robustlr.attacks.poisoning import POISONS as POISON_CLASSES
@@ -65,6 +66,8 @@ def check_specs(config: ExperimentConfig) -> list[tuple[str, str]]:
         attempt(f"evaluation.final[{index}]", ATTACKS.build, spec)
     attempt("model", lambda spec: MODELS.check(spec, ("input_shape", "num_classes", "mean", "std")),
             config.model)
+    if config.train.loss is not None:
+        attempt("train.loss", lambda path: plugins.resolve(path, field="train.loss"), config.train.loss)
     for index, spec in enumerate(config.data.augment):  # the input shape is checked with the data
         attempt(f"data.augment[{index}]", AUGMENTS.build, spec)
     return problems

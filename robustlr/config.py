@@ -54,6 +54,10 @@ class TrainConfig(_Strict):
     compile: bool = False
     grad_clip: float | None = Field(None, gt=0)  # max total gradient norm per optimizer step
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    loss: str | None = None
+    """The user's training loss, ``"package.module:loss"``: ``loss(logits, y)`` returns a
+    scalar tensor, used by every regime's training loss in place of cross-entropy (not dp:
+    Opacus clips per-sample gradients of its own criterion). Evaluation stays cross-entropy."""
     accumulate: int = Field(1, ge=1)  # micro-batches per optimizer step
     checkpoint_every: int | None = Field(None, ge=1)  # epochs between resume checkpoints
 
@@ -212,6 +216,7 @@ _DP_REFUSED = {
     "accumulate": "dp has its own logical batches: use dp(physical_batch_size=...)",
     "grad_clip": "dp clips per sample: use dp(max_grad_norm=...)",
     "label_smoothing": "dp's loss is Opacus' criterion",
+    "loss": "dp's loss is Opacus' criterion",
     "precision": "per-sample gradients must be clipped in fp32: a bf16/fp16 norm can exceed "
                  "the clipping bound the accountant assumes",
     "compile": "Opacus' per-sample hooks do not go through torch.compile",
@@ -222,7 +227,7 @@ def _check_recipe(config: ExperimentConfig) -> None:
     train = config.train
     used = {"accumulate": train.accumulate > 1, "grad_clip": train.grad_clip is not None,
             "label_smoothing": train.label_smoothing > 0, "precision": train.precision != "fp32",
-            "compile": train.compile}
+            "compile": train.compile, "loss": train.loss is not None}
     regimes = [regime for d in config.dimension_sets() for regime in d["regimes"]]
     try:
         private = any(parse(regime).name == "dp" for regime in regimes)

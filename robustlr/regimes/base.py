@@ -9,18 +9,50 @@ touching the loop.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from robustlr import distributed
+from robustlr import distributed, plugins
 from robustlr.distributed import World
-from robustlr.spec import Registry
+from robustlr.spec import Registry, Spec, SpecError, parse
 
-REGIMES = Registry("regime")
+
+class RegimeRegistry(Registry):
+    """The built-in regimes by name; ``"package.module:MyRegime(...)"`` is the user's own
+    training step: a :class:`Regime` subclass (or a factory returning one) built with the
+    spec's keyword arguments."""
+
+    def check(self, value: str | Mapping[str, Any] | Spec,
+              context_names: tuple[str, ...] = ()) -> tuple[Spec, dict[str, Any]]:
+        spec = parse(value, kind="regime")
+        if not plugins.is_import_path(spec.name):
+            return super().check(spec, context_names)
+        factory = plugins.resolve(spec.name, field=f"regime '{spec.name}'")
+        kwargs = {key: list(v) if isinstance(v, tuple) else v for key, v in spec.params}
+        names, anything = plugins.accepted(factory)
+        unknown = next((key for key in kwargs if key not in names and not anything), None)
+        if unknown is not None:
+            raise SpecError(f"regime '{spec.name}': unknown parameter '{unknown}'; allowed: "
+                            f"{', '.join(sorted(names)) or 'none'}")
+        return spec, kwargs
+
+    def build(self, value: str | Mapping[str, Any] | Spec, **context: Any) -> Any:
+        spec, kwargs = self.check(value, tuple(context))
+        if not plugins.is_import_path(spec.name):
+            return super().build(spec, **context)
+        factory = plugins.resolve(spec.name, field=f"regime '{spec.name}'")
+        regime = plugins.call(factory, kwargs, {}, field=f"regime '{spec.name}'")
+        if not isinstance(regime, Regime):
+            raise SpecError(f"regime '{spec.name}': the factory returned "
+                            f"{type(regime).__name__}, not a robustlr.regimes.Regime subclass")
+        return regime
+
+
+REGIMES = RegimeRegistry("regime")
 
 
 @dataclass
@@ -54,8 +86,12 @@ class Regime:
     # train.label_smoothing, set by training.setup before prepare(); every regime's training
     # loss goes through ``criterion`` so the recipe applies to all of them
     label_smoothing = 0.0
+    # train.loss: the user's loss(logits, y) -> scalar in place of cross-entropy
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(logits, y)
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:

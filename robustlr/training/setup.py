@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from robustlr import models, optimizers
+from robustlr import models, optimizers, plugins
 from robustlr.config import ExperimentConfig
 from robustlr.data import DataBundle, augment, streaming
 from robustlr.distributed import ShardedBatches, World, check_batches, resolve_device
@@ -58,6 +58,8 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
     generator = torch.Generator().manual_seed(seed)
     regime: Regime = REGIMES.build(regime_spec)
     regime.label_smoothing = config.train.label_smoothing
+    if config.train.loss is not None:
+        regime.loss_fn = plugins.resolve(config.train.loss, field="train.loss")
     recipe = Recipe.from_config(config.train, device)
     model = models.build(config.model, input_shape=data.input_shape,
                          num_classes=data.num_classes, mean=data.mean, std=data.std).to(device)
