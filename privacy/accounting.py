@@ -5,7 +5,9 @@ Gaussian mechanism. Its cost is composed by one of Opacus' accountants:
 
 - ``prv`` (default): numerical composition of privacy loss random variables
   (Gopi et al. 2021, arXiv:2106.02848); tight, an upper bound up to ``eps_error``. Composed
-  by :mod:`.composition` (Opacus' PRV primitives, all values in one Fourier product).
+  by :mod:`.composition` (Opacus' PRV primitives, all values in one Fourier product). At
+  sample rate 1 (full-batch DP-SGD) the steps are plain Gaussian mechanisms, accounted
+  exactly by :mod:`.full_batch`; that value also caps PRV's at every other rate.
 - ``rdp``: Renyi DP (Mironov 2017; Mironov et al. 2019, arXiv:1908.10530); looser, cheap.
 - ``gdp``: Gaussian DP (Dong et al. 2019, arXiv:1905.02383) through the central limit
   theorem. It is an *approximation, not a bound*: it can under-report epsilon, so it is
@@ -32,7 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from opacus.accountants.registry import _ACCOUNTANTS
 
-from . import composition
+from . import composition, full_batch
 
 ACCOUNTANTS = tuple(_ACCOUNTANTS)  # ("rdp", "gdp", "prv"): Opacus' own lookup table
 BOUNDS = ("prv", "rdp")  # the accountants that bound epsilon: only they stop or calibrate
@@ -113,10 +115,17 @@ def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float
     if accountant == "prv":
         values = np.array([s for s, _, _ in hist])
         counts = np.array([n for _, _, n in hist])
+        q = hist[0][1]
+        # the unsubsampled steps, exactly: the whole answer at q = 1, and a bound at any q
+        # that takes over from PRV's error as q nears 1 (so epsilon never falls as q rises)
+        exact = full_batch.epsilon(full_batch.mu(values, counts), delta)
+        if q == 1:
+            return exact
         try:
-            return composition.compose(values, counts, hist[0][1], delta=delta)
+            bound = composition.compose(values, counts, q, delta=delta)
         except composition.DomainTooLarge:  # tiny noise: a looser bound, bounded memory
-            return composition.rdp_bound(values, counts, hist[0][1], delta=delta)
+            bound = composition.rdp_bound(values, counts, q, delta=delta)
+        return min(bound, exact)
     if accountant == "gdp":
         warnings.warn(GDP_WARNING, stacklevel=3)
         _check("noise_multiplier", len(hist) == 1, "constant for accountant='gdp'",

@@ -89,16 +89,21 @@ def _pmf(prv: PoissonSubsampledGaussianPRV, domain: Domain) -> tuple[np.ndarray,
     the band ``[a, b]`` (F = 0 below it, 1 above it), integrated by Simpson's rule from the
     cdf at the bin edges and centres: error O(dt^4), far below ``eps_error``.
     """
-    truncated = TruncatedPrivacyRandomVariable(prv, domain.t_min, domain.t_max)
     ts, dt = domain.ts, domain.dt
-    lo = max(int(np.searchsorted(ts, math.log1p(-prv.sample_rate))) - 1, 0)
+    # the support starts at log(1 - q); at q = 1 (no subsampling) it has no lower end, and
+    # Opacus' cdf takes log(0) = -inf there, as it should
+    floor = math.log1p(-prv.sample_rate) if prv.sample_rate < 1 else -math.inf
+    lo = max(int(np.searchsorted(ts, floor)) - 1, 0)
     hi = min(int(np.searchsorted(ts, _band_end(prv.sample_rate, prv.noise_multiplier))) + 2,
              domain.size)
     centres = ts[lo:hi]
-    at_edges = truncated.cdf(np.append(centres - dt / 2, centres[-1] + dt / 2))
+    with np.errstate(divide="ignore"):
+        truncated = TruncatedPrivacyRandomVariable(prv, domain.t_min, domain.t_max)
+        at_edges = truncated.cdf(np.append(centres - dt / 2, centres[-1] + dt / 2))
+        at_centres = truncated.cdf(centres)
     pmf = np.zeros(domain.size)
     pmf[lo:hi] = np.diff(at_edges)
-    integral = dt / 6 * float(np.sum(at_edges[:-1] + 4 * truncated.cdf(centres) + at_edges[1:]))
+    integral = dt / 6 * float(np.sum(at_edges[:-1] + 4 * at_centres + at_edges[1:]))
     shift = (centres[-1] + dt / 2 - integral) - float(np.dot(centres, pmf[lo:hi]))
     if abs(shift) >= dt / 2:
         raise RuntimeError("Discrete mean differs significantly from continuous mean.")

@@ -5,8 +5,9 @@ call, docs/facts.md). The guard instead keeps a *certificate*: a planned continu
 recorded history (by default: the current noise repeated) whose epsilon, computed by the
 same accountant, is at most ``max_epsilon - margin`` for its first ``k`` steps. Since
 epsilon only grows when noise falls, any step whose noise is at least the planned one is
-admitted with a counter check. ``margin`` (2 x PRV's ``eps_error``; 0 for RDP, a monotone
-closed form) absorbs PRV's discretisation error between two histories. When no
+admitted with a counter check. ``margin`` (2 x PRV's ``eps_error``; 0 for RDP and at
+sample rate 1, monotone closed forms) absorbs PRV's discretisation error between two
+histories. When no
 certificate can be had (the last few steps before the cap) each step is checked exactly on
 the actual history, so the reported epsilon never exceeds the cap.
 
@@ -42,7 +43,8 @@ class BudgetGuard:
                "gdp is an estimate and never stops a run)", accountant)
         self.max_epsilon, self.delta, self.sample_rate = max_epsilon, delta, sample_rate
         self.accountant, self.max_levels = accountant, max_levels
-        self.margin = 2 * PRV_EPS_ERROR if accountant == "prv" else 0.0
+        # PRV's discretisation error between two histories; RDP and rate 1 (exact) are monotone
+        self.margin = 2 * PRV_EPS_ERROR if accountant == "prv" and sample_rate < 1 else 0.0
         self._steps: list[float] = []
         self._plan = np.empty(0)  # certified continuation of the recorded steps
         self._certified = 0  # how many of the planned steps are certified

@@ -130,7 +130,8 @@ class DPRegime(Regime):
         if self.adversary is not None:
             self.adversary.prepare(setup)
         self.private = private
-        self.sample_rate = setup.batch_size / self.n
+        # a batch as large as the data set is full-batch DP-SGD: sample rate 1, as check_fits_data
+        self.sample_rate = min(setup.batch_size / self.n, 1.0)
         total = setup.epochs * len(private.data_loader)
         self.max_epsilon = s.cap
         if self.max_epsilon is not None:

@@ -190,3 +190,19 @@ def test_a_grad_sample_mode_that_cannot_clip_a_layer_exits_2_naming_it_before_an
     assert "regimes[0]: dp: grad_sample_mode 'ew' does not support layer" in lines[0]
     assert "(PReLU)" in lines[0] and "modes that do: ghost, hooks, functorch" in lines[0]
     assert not out.exists()
+
+
+def test_full_batch_dp_sgd_runs_and_reports_the_exact_epsilon(tmp_path):
+    # issue 28: batch_size = the training set (144 of 240 examples) was refused with
+    # "regimes[0]: dp: math domain error"
+    settings = tiny(train={"epochs": 2, "batch_size": 144}, schedules=["constant"],
+                    regimes=["dp(noise_multiplier=10.0, max_epsilon=20)"])
+    out = tmp_path / "run"
+    result = cli("run", str(write_config(tmp_path / "c.yaml", settings)), "--out", str(out),
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads((out / "summary.json").read_text())
+    assert record["sample_rate"] == 1.0 and record["dp_steps"] == 2
+    # 2 steps at sigma 10 are mu-GDP, mu = sqrt(2)/10; delta = 0.1/144: epsilon 0.3186492408
+    # (the closed form of Balle & Wang 2018, solved by mpmath in 40-digit arithmetic)
+    assert 0.3186492408 <= record["epsilon"] <= 0.3186492408 * 1.01
