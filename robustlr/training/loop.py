@@ -25,6 +25,7 @@ from robustlr.errors import InputError
 from robustlr.grid import Trial, data_record
 from robustlr.modes import evaluating, training
 from robustlr.regimes import Regime, TrainingSetup
+from robustlr.regimes.dp_settings import settings_of
 from robustlr.spec import is_none
 from robustlr.training import checkpoint
 from robustlr.training.averaging import Averager, attach
@@ -71,7 +72,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                        lr=config.train.lr * trial.lr_scale, world=world,
                        total_steps=lambda steps_per_epoch: config.train.epochs * steps_per_epoch,
                        warmup=getattr(schedule, "warmup", 0.0) if schedule.optimizer_based else None)
-    setup, regime, recipe = prepared.setup, prepared.regime, prepared.recipe
+    setup, regime, recipe, data = prepared.setup, prepared.regime, prepared.recipe, prepared.data
     model, optimizer = setup.model, setup.optimizer
     plain = regime.trained_model(model)
     averager = None if is_none(trial.averaging) else attach(AVERAGING.build(trial.averaging), plain)
@@ -292,7 +293,8 @@ def _save(model, path: Path, config: ExperimentConfig, data: DataBundle, trial: 
                 num_classes=data.num_classes, mean=data.mean, std=data.std,
                 extra={"trial": trial.id, "epoch": epoch, "schedule": trial.schedule,
                        # `robustlr attack` evaluates on this split and refuses another one
-                       "data": data_record(config.data, data, seed=trial.seed)})
+                       "data": data_record(config.data, data, seed=trial.seed,
+                                           private=settings_of(trial.regime) is not None)})
 
 
 def _summary(trial: Trial, run: _Progress, wall_seconds: float, regime: Regime,
