@@ -145,30 +145,50 @@ def _entry(bundle: DataBundle) -> Entry | None:
     return next((e for e in bundle.ledger if e.name == "normalization"), None)
 
 
+def public_facts(bundle: DataBundle) -> tuple[Entry, ...]:
+    """What every DP trial releases about its data exactly, named public: the number of
+    training examples (it sets the sample rate and the default delta; Opacus' accountants
+    take it as known) and the number of classes (the largest label in any split, plus one:
+    the label set is taken as known, as in DP-SGD's analyses)."""
+    return (Entry(name="dataset_size", mechanism="public", epsilon=0.0,
+                  detail={"examples": len(bundle.train[1]),
+                          "released_as": "sample_rate, delta (default 0.1 / N)"}),
+            Entry(name="classes", mechanism="public", epsilon=0.0,
+                  detail={"num_classes": bundle.num_classes,
+                          "released_as": "num_classes in model.pt and checkpoints"}))
+
+
 def for_trial(config: DataConfig, bundle: DataBundle, *, private: bool,
               seed: int) -> DataBundle:
-    """``bundle`` with the normalization a trial may release: unchanged for a non-DP trial or
-    one already safe (idempotent); for a DP trial the choice in the module doc, its ledger
-    entry replacing the exact statistics'."""
-    current = _entry(bundle)
-    if not private or (current is not None and current.mechanism != "none"):
+    """``bundle`` with the normalization a trial may release: unchanged for a non-DP trial;
+    for a DP trial the choice in the module doc, its ledger entry replacing the exact
+    statistics', and the facts :func:`public_facts` names. Idempotent."""
+    if not private:
         return bundle
+    current = _entry(bundle)
+    mean, std = bundle.mean, bundle.std
+    if current is None or current.mechanism == "none":
+        (mean, std), current = _private_stats(config, bundle, seed)
+    names = {"normalization"} | {e.name for e in public_facts(bundle)}
+    ledger = (current, *public_facts(bundle),
+              *(e for e in bundle.ledger if e.name not in names))
+    if ledger == bundle.ledger:
+        return bundle
+    return dataclasses.replace(bundle, mean=mean, std=std, ledger=ledger)
+
+
+def _private_stats(config: DataConfig, bundle: DataBundle, seed: int) -> tuple[Stats, Entry]:
     problem = refusal(config)
     if problem is not None:
         raise DataError(problem)
-    channels = bundle.input_shape[0]
-    if config.normalization is not None:
-        if bundle.streamed:
-            raise DataError("data.normalization: a DP estimate needs the training data in "
-                            "memory; set data.stream: false")
-        x = bundle.train[0]
-        delta = config.normalization.delta or 0.1 / max(len(x), 1)
-        generator = torch.Generator().manual_seed(seed + _NOISE_SEED_OFFSET)
-        (mean, std), entry = dp_estimate(x, epsilon=config.normalization.epsilon, delta=delta,
-                                         generator=generator)
-    else:
-        chosen = public_default(config.name, channels)
+    if config.normalization is None:
+        chosen = public_default(config.name, bundle.input_shape[0])
         assert chosen is not None  # refusal() said there is one
-        (mean, std), entry = chosen
-    ledger = tuple(e for e in bundle.ledger if e.name != "normalization") + (entry,)
-    return dataclasses.replace(bundle, mean=mean, std=std, ledger=ledger)
+        return chosen
+    if bundle.streamed:
+        raise DataError("data.normalization: a DP estimate needs the training data in "
+                        "memory; set data.stream: false")
+    x = bundle.train[0]
+    delta = config.normalization.delta or 0.1 / max(len(x), 1)
+    generator = torch.Generator().manual_seed(seed + _NOISE_SEED_OFFSET)
+    return dp_estimate(x, epsilon=config.normalization.epsilon, delta=delta, generator=generator)

@@ -56,7 +56,9 @@ def test_public_constants_replace_the_statistics_for_every_regime():
     assert (bundle.mean, bundle.std) == ((0.4, 0.6), (0.2, 0.3))
     (entry,) = bundle.ledger
     assert entry.name == "normalization" and entry.public
-    assert normalization.for_trial(config, bundle, private=True, seed=0) is bundle
+    private = normalization.for_trial(config, bundle, private=True, seed=0)
+    assert (private.mean, private.std) == (bundle.mean, bundle.std)
+    assert normalization.for_trial(config, private, private=True, seed=0) is private  # idempotent
 
 
 def test_a_non_dp_trial_keeps_the_exact_statistics_of_its_training_split():
@@ -73,7 +75,9 @@ def test_a_dp_trial_takes_the_public_default_and_refuses_user_data_without_one(t
     bundle = data.prepare(DataConfig(**SYNTHETIC), seed=0)
     private = normalization.for_trial(DataConfig(**SYNTHETIC), bundle, private=True, seed=0)
     assert (private.mean, private.std) == ((0.5, 0.5), (0.5, 0.5))
-    assert [e.mechanism for e in private.ledger] == ["public"]
+    assert [(e.name, e.mechanism) for e in private.ledger] == [
+        ("normalization", "public"), ("dataset_size", "public"), ("classes", "public")]
+    assert private.ledger[1].detail["examples"] == len(bundle.train[1])
     npz = DataConfig(name="npz", path=str(tmp_path / "d.npz"))
     with pytest.raises(DataError, match="data.mean/data.std: a dp trial"):
         normalization.for_trial(npz, bundle, private=True, seed=0)
