@@ -54,6 +54,9 @@ class Regime:
     # train.label_smoothing, set by training.setup before prepare(); every regime's training
     # loss goes through ``criterion`` so the recipe applies to all of them
     label_smoothing = 0.0
+    # augmented views of each example in a batch (DP augmentation multiplicity); the loop's
+    # batches then hold each example's views in consecutive rows
+    views = 1
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)

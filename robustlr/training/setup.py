@@ -79,8 +79,12 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
         batch_size=config.train.batch_size, device=device, generator=generator,
         train_data=(x_train, y_train), world=world))
     augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
+    if regime.views > 1 and augmentation is None:
+        raise InputError("dp: augmult needs data.augment (an example's views are augmentations "
+                         "of it)")
     if augmentation is not None and not data.streamed:  # streamed: per example, in the workers
-        setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator)
+        setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator,
+                                                views=regime.views)
     return Prepared(setup, regime, recipe, data)
 
 

@@ -202,6 +202,13 @@ def test_a_dp_trial_with_augmentation_releases_nothing_else(tmp_path, monkeypatc
     assert _compare(first, second) == []
 
 
+def test_a_dp_trial_with_augmentation_multiplicity_releases_nothing_else(tmp_path, monkeypatch):
+    first, second = _pair(tmp_path, monkeypatch, lambda p: _config(
+        _npz(p, **PUBLIC, augment=["random_crop(padding=1)"]),
+        regimes=["dp(noise_multiplier=1.0, grad_sample_mode=hooks, augmult=3)"]))
+    assert _compare(first, second) == []
+
+
 def test_the_comparison_finds_exact_statistics_in_a_standard_trial(tmp_path, monkeypatch):
     """The positive control: without DP the model carries the training split's exact mean
     and std, and the same comparison reports them (and the training loss)."""
