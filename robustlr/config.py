@@ -293,4 +293,7 @@ def dump(config: ExperimentConfig) -> str:
     raw = config.model_dump(mode="json")
     if raw["data"]["name"] != "synthetic":
         raw["data"].pop("synthetic")  # only valid beside name 'synthetic'
+    for key in ("mean", "std", "normalization"):  # unset: the resolved config of older runs
+        if raw["data"].get(key, 0) is None:
+            raw["data"].pop(key)
     return yaml.safe_dump(raw, sort_keys=False)

@@ -68,7 +68,7 @@ def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | N
     if not isinstance(record, dict) or "config" not in record:
         return None
     from robustlr import data
-    from robustlr.grid import split_hash
+    from robustlr.grid import SPLIT_SCOPES, split_hash
 
     config = {**record["config"], "root": root}
     trained_on = config.get("path") or config.get("factory") or config["name"]
@@ -79,7 +79,8 @@ def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | N
         bundle = data.prepare(data.DataConfig(**config), seed=int(record.get("seed", 0)))
     except (data.DataError, ValueError) as error:
         raise InputError(f"--data: {error}") from None
-    if split_hash(bundle) != record.get("split_hash"):
+    scope = record.get("split_scope", "test+val")
+    if scope not in SPLIT_SCOPES or split_hash(bundle, scope=scope) != record.get("split_hash"):
         raise InputError(f"--data: the {trained_on} split rebuilt from the checkpoint's data "
                          "config is not the one the model was trained on (the data changed); "
                          "refusing to score examples that may overlap its training set")

@@ -1,8 +1,9 @@
 """Datasets as tensors: inputs float32 in [0, 1] ((N, C, H, W) or (N, C, L)), labels int64.
 
 Normalization is not applied here: it is the first layer of every model, so attacks and
-their epsilons live in input space. :func:`prepare` reports the training split's
-per-channel mean and std for that layer.
+their epsilons live in input space. :func:`prepare` reports the per-channel mean and std for
+that layer: ``data.mean``/``data.std`` when given, else the training split's exact
+statistics, which a DP trial replaces (:mod:`robustlr.data.normalization`).
 
 The train/validation/test split depends only on ``DataConfig.split_seed``, so trials with
 different seeds are compared on the same test set; the trial ``seed`` only draws the
@@ -17,6 +18,7 @@ only its labels. Validation and test splits are always held in memory.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from robustlr.data import augment, files, streaming
+from robustlr.data import augment, files, normalization, streaming
 from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
 from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
@@ -104,13 +106,6 @@ def _tensors(x: np.ndarray, y: np.ndarray) -> Split:
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.int64)
 
 
-def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    dims = [0] + list(range(2, x.dim()))
-    mean = x.double().mean(dim=dims)
-    std = x.double().std(dim=dims, correction=0).clamp_min(1e-6)
-    return tuple(mean.tolist()), tuple(std.tolist())
-
-
 def _in_memory(config: DataConfig, source: Source, val: Split | None, seed: int) -> DataBundle:
     train, val_index, test = _split_indices(config, source.y, has_test=source.x_test is not None,
                                             has_val=val is not None)
@@ -121,11 +116,21 @@ def _in_memory(config: DataConfig, source: Source, val: Split | None, seed: int)
     else:
         test_split = _tensors(source.x[test], source.y[test])
     val_split = val if val is not None else _tensors(source.x[val_index], source.y[val_index])
-    mean, std = _channel_stats(x_train)
+    (mean, std), ledger = _normalization(config, lambda: x_train, streamed=False)
     return DataBundle(train=(x_train, y_train), val=val_split, test=test_split,
                       num_classes=_classes(source.y, test_split[1], val_split[1]),
                       input_shape=tuple(source.x.shape[1:]), mean=mean, std=std,
-                      name=config.name)
+                      name=config.name, ledger=ledger)
+
+
+def _normalization(config: DataConfig, x_train: Callable[[], torch.Tensor], *,
+                   streamed: bool) -> tuple[normalization.Stats, tuple[Entry, ...]]:
+    """The user's public constants, else the training split's exact statistics (a DP trial
+    replaces those: normalization.for_trial)."""
+    given = normalization.configured(config)
+    if given is not None:
+        return given[0], (given[1],)
+    return normalization.exact(x_train()), (normalization.exact_entry(streamed=streamed),)
 
 
 def _classes(*labels) -> int:
@@ -148,12 +153,14 @@ def _streamed(config: DataConfig, examples: streaming.Examples, labels: np.ndarr
     if test is None:
         test = streaming.materialize(streaming.Examples(examples.base, test_index))
     sample = np.random.default_rng(config.split_seed).permutation(train)[:STATS_SAMPLE]
-    mean, std = _channel_stats(streaming.materialize(streaming.Examples(examples.base, np.sort(sample)))[0])
+    (mean, std), ledger = _normalization(config, lambda: streaming.materialize(
+        streaming.Examples(examples.base, np.sort(sample)))[0], streamed=True)
     y_train = torch.as_tensor(labels[train], dtype=torch.int64)
     shape = tuple(val[0].shape[1:]) if len(val[0]) else tuple(test[0].shape[1:])
     return DataBundle(train=(torch.empty((0, *shape)), y_train), val=val, test=test,
                       num_classes=_classes(labels, test[1], val[1]), input_shape=shape, mean=mean,
-                      std=std, name=config.name, train_stream=streaming.Examples(examples.base, train))
+                      std=std, name=config.name, train_stream=streaming.Examples(examples.base, train),
+                      ledger=ledger)
 
 
 def _streams(config: DataConfig, count: int, shape: tuple[int, ...]) -> bool:
@@ -190,6 +197,9 @@ def prepare(config: DataConfig, *, seed: int) -> DataBundle:
             bundle = _streamed(config, examples, source.y, None, test, seed)
         else:
             bundle = _in_memory(config, source, None, seed)
+    if config.mean is not None and len(config.mean) != bundle.input_shape[0]:
+        raise DataError(f"data.mean/data.std need one value per input channel "
+                        f"({bundle.input_shape[0]}), got {len(config.mean)}")
     try:
         augment.build(config.augment, input_shape=bundle.input_shape)
     except ValueError as error:  # a spec that does not fit these inputs

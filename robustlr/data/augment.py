@@ -167,14 +167,20 @@ def build(specs: Iterable[Any], *, input_shape: Sequence[int]) -> Augmentation |
 
 
 class AugmentedBatches:
-    """Batches of ``loader``, each augmented on its device (see the module doc)."""
+    """Batches of ``loader``, each augmented on its device (see the module doc). ``views`` > 1
+    (DP augmentation multiplicity): each example comes ``views`` times in a row, each copy
+    augmented independently, so rows ``i * views ... (i + 1) * views - 1`` are example i."""
 
-    def __init__(self, loader: Any, augmentation: Augmentation, generator: torch.Generator):
+    def __init__(self, loader: Any, augmentation: Augmentation, generator: torch.Generator,
+                 views: int = 1):
         self.loader, self.augmentation, self.generator = loader, augmentation, generator
+        self.views = views
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
         for x, y in self.loader:
+            if self.views > 1:
+                x, y = x.repeat_interleave(self.views, 0), y.repeat_interleave(self.views, 0)
             yield self.augmentation(x, self.generator), y

@@ -18,6 +18,8 @@ OFFICIAL_TEST = ("mnist1d", "mnist", "fashion_mnist", "cifar10")
 
 
 MAX_SYNTHETIC_VALUES = 2**27
+CHANNELS = {"digits": 1, "mnist1d": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3}
+"""Input channels of the built-in datasets whose shape is fixed (synthetic: its shape)."""
 
 
 class SyntheticOptions(BaseModel):
@@ -49,6 +51,18 @@ class SyntheticOptions(BaseModel):
             raise ValueError(f"data.synthetic: num_examples x shape is {values:.3g} values; at "
                              f"most {MAX_SYNTHETIC_VALUES:.3g} (1 GiB) are generated in memory")
         return self
+
+
+class NormalizationOptions(BaseModel):
+    """``data.normalization``: how a DP trial estimates its normalization constants when no
+    public ones exist (see data/normalization.py and docs/privacy-ledger.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    epsilon: float = Field(gt=0)
+    """The estimate's share of the privacy budget (Gaussian mechanism, one release)."""
+    delta: float | None = Field(None, gt=0, lt=1)
+    """Its delta; default 0.1 / N, as the dp regime's."""
 
 
 class DataConfig(BaseModel):
@@ -86,6 +100,13 @@ class DataConfig(BaseModel):
     image_size: int | None = Field(None, ge=1)
     """imagefolder only: resize images to image_size x image_size (else all must match)."""
     synthetic: SyntheticOptions = SyntheticOptions()
+    mean: tuple[float, ...] | None = None
+    """Public per-channel mean of the inputs (with ``std``): every regime's model uses these
+    constants instead of the training split's statistics (a DP trial must not use those)."""
+    std: tuple[float, ...] | None = None
+    normalization: NormalizationOptions | None = None
+    """DP trials without public ``mean``/``std``: estimate them with this (epsilon, delta)
+    instead of the dataset's public default (data/normalization.py)."""
 
     def __hash__(self) -> int:  # options and augment are a dict and a list; trial.py caches by config
         return hash(self.model_dump_json())
@@ -130,4 +151,25 @@ class DataConfig(BaseModel):
                              f"('package.module:factory'), not {self.name!r}")
         if self.image_size is not None and self.name != "imagefolder":
             raise ValueError(f"data.image_size applies only to name 'imagefolder', not {self.name!r}")
+        self._check_constants()
         return self
+
+    def _check_constants(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("data.mean and data.std go together: give both (one value per "
+                             "input channel) or neither")
+        if self.mean is None or self.std is None:
+            return
+        if self.normalization is not None:
+            raise ValueError("data.normalization applies only without data.mean/data.std "
+                             "(public constants cost no privacy budget)")
+        channels = self.synthetic.shape[0] if self.name == "synthetic" else CHANNELS.get(self.name)
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if not values or (channels is not None and len(values) != channels):
+                raise ValueError(f"data.{name} needs one value per input channel "
+                                 f"({channels or 'at least one'}), got {len(values)}")
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"data.std needs as many values as data.mean ({len(self.mean)}), "
+                             f"got {len(self.std)}")
+        if any(s <= 0 for s in self.std):
+            raise ValueError(f"data.std must be > 0 for every channel, got {list(self.std)}")

@@ -88,6 +88,9 @@ class Regime:
     label_smoothing = 0.0
     # train.loss: the user's loss(logits, y) -> scalar in place of cross-entropy
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    # augmented views of each example in a batch (DP augmentation multiplicity); the loop's
+    # batches then hold each example's views in consecutive rows
+    views = 1
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.loss_fn is not None:

@@ -93,6 +93,7 @@ class DPRegime(Regime):
         self.adversary = (PGDTraining(eps=settings.adversarial_eps, steps=settings.adversarial_steps,
                                       step_size=None, norm="linf", ramp=None)
                           if settings.adversarial_eps > 0 else None)
+        self.views = settings.augmult
         self.exhausted = False
         self.guard: BudgetGuard | None = None
         self.noise_history: list[float] = []  # per real step, for accounting without a cap
@@ -183,6 +184,8 @@ class DPRegime(Regime):
         return {"loss": _QuietLoss(self.private.criterion(logits, y)), "logits": logits}
 
     def step(self, optimizer) -> bool:
+        if self.views > 1:
+            _average_views(self.private.module, self.views)
         with quiet_hooks():
             optimizer.step()
         if dp_engine.step_was_skipped(optimizer):
@@ -267,6 +270,22 @@ class DPRegime(Regime):
         return setup.model  # already DP-DDP inside Opacus' wrapper (see prepare)
 
 
+def _average_views(model: torch.nn.Module, views: int) -> None:
+    """Per-sample gradients of consecutive groups of ``views`` rows (one example's augmented
+    views) replaced by their mean: the gradient of the example's mean loss over its views.
+    The optimizer then clips one gradient per example (Opacus' ``mean`` loss reduction scales
+    each row to its own loss's gradient, so the mean is not rescaled)."""
+    def mean(grad_sample: torch.Tensor) -> torch.Tensor:
+        return grad_sample.view(-1, views, *grad_sample.shape[1:]).mean(dim=1)
+
+    for parameter in model.parameters():
+        grad_sample = getattr(parameter, "grad_sample", None)
+        if isinstance(grad_sample, list):
+            parameter.grad_sample = [mean(g) for g in grad_sample]
+        elif grad_sample is not None:
+            parameter.grad_sample = mean(grad_sample)
+
+
 def _rebuild(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The same optimizer over the fixed model's parameters (BatchNorm became GroupNorm)."""
     rebuilt = type(optimizer)(model.parameters(), **optimizer.defaults)
@@ -281,7 +300,7 @@ def dp(noise_multiplier: float | None = None, target_epsilon: float | None = Non
        accountant: str = "prv", noise_schedule: str | None = None,
        clip_schedule: str | None = None, grad_sample_mode: str = dp_engine.DEFAULT_MODE,
        physical_batch_size: int | None = None, poisson: bool = True,
-       adversarial_eps: float = 0.0, adversarial_steps: int = 7) -> Regime:
+       adversarial_eps: float = 0.0, adversarial_steps: int = 7, augmult: int = 1) -> Regime:
     """DP-SGD via Opacus (Abadi et al. 2016): Poisson sampling, per-sample clipping, noise.
 
     Give ``noise_multiplier`` or ``target_epsilon`` (calibrated for the whole planned run,
@@ -292,11 +311,16 @@ def dp(noise_multiplier: float | None = None, target_epsilon: float | None = Non
     through Opacus (epsilon infinite), for equivalence checks. ``accountant`` is ``prv``
     (default) or ``rdp``, the upper bound that stops and calibrates; ``gdp`` is a CLT
     estimate, never a bound: the run is then stopped and calibrated with ``prv`` and GDP's
-    estimate is reported beside it as ``epsilon_gdp``.
+    estimate is reported beside it as ``epsilon_gdp``. ``augmult`` K > 1 (augmentation
+    multiplicity, De et al. 2022, arXiv:2204.13650; needs ``data.augment`` and
+    ``grad_sample_mode`` hooks or functorch): each sampled example is augmented K times and
+    the mean of its K view gradients is clipped as one, so the sensitivity and the accounting
+    are those of one example.
     """
     return DPRegime(DPSettings(
         noise_multiplier=noise_multiplier, target_epsilon=target_epsilon,
         max_epsilon=max_epsilon, delta=delta, max_grad_norm=max_grad_norm,
         accountant=accountant, noise_schedule=noise_schedule, clip_schedule=clip_schedule,
         grad_sample_mode=grad_sample_mode, physical_batch_size=physical_batch_size,
-        poisson=poisson, adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps))
+        poisson=poisson, adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps,
+        augmult=augmult))

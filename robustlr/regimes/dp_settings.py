@@ -15,6 +15,9 @@ from robustlr.privacy import ACCOUNTANTS, epsilon
 from robustlr.privacy import engine as dp_engine
 from robustlr.regimes.base import REGIMES
 
+AUGMULT_MODES = ("hooks", "functorch")
+"""Modes that materialize per-sample gradients, which augmentation multiplicity averages."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class DPSettings:
@@ -33,6 +36,7 @@ class DPSettings:
     poisson: bool = True
     adversarial_eps: float = 0.0
     adversarial_steps: int = 7
+    augmult: int = 1
 
     def __post_init__(self) -> None:
         noise, target, cap = self.noise_multiplier, self.target_epsilon, self.max_epsilon
@@ -63,6 +67,12 @@ class DPSettings:
                              f"got {self.grad_sample_mode!r}")
         if self.physical_batch_size is not None and self.physical_batch_size < 1:
             raise ValueError(f"physical_batch_size must be >= 1, got {self.physical_batch_size}")
+        if self.augmult < 1:
+            raise ValueError(f"augmult must be >= 1, got {self.augmult}")
+        if self.augmult > 1 and self.grad_sample_mode not in AUGMULT_MODES:
+            raise ValueError(f"augmult > 1 needs grad_sample_mode {' or '.join(AUGMULT_MODES)} "
+                             "(an example's view gradients are averaged before clipping; the "
+                             f"other modes never form them), got {self.grad_sample_mode!r}")
         for name in ("noise_schedule", "clip_schedule"):
             profile(getattr(self, name))  # a bad schedule spec fails here, not in a worker
 

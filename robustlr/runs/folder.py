@@ -17,7 +17,7 @@ from torch import nn
 from robustlr import config as config_module
 from robustlr import models
 from robustlr.config import ConfigError, ExperimentConfig
-from robustlr.data import DataError
+from robustlr.data import DataError, normalization
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
 from robustlr.privacy.engine import check_grad_sample_mode
@@ -116,6 +116,12 @@ def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int, model: nn.Mod
             problem = check_grad_sample_mode(fix_model(model)[0], settings.grad_sample_mode)
             if problem is not None:
                 raise ConfigError(f"{prefix}regimes[{index}]: dp: {problem}")
+            if settings.augmult > 1 and not config.data.augment:
+                raise ConfigError(f"{prefix}regimes[{index}]: dp: augmult needs data.augment "
+                                  "(an example's views are augmentations of it)")
+            problem = normalization.refusal(config.data)
+            if problem is not None:
+                raise ConfigError(problem)
 
 
 def _check_streamed(config: ExperimentConfig) -> None:

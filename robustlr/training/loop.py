@@ -25,6 +25,7 @@ from robustlr.errors import InputError
 from robustlr.grid import Trial, data_record
 from robustlr.modes import evaluating, training
 from robustlr.regimes import Regime, TrainingSetup
+from robustlr.regimes.dp_settings import settings_of
 from robustlr.spec import is_none
 from robustlr.training import checkpoint
 from robustlr.training.averaging import Averager, attach
@@ -71,7 +72,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                        lr=config.train.lr * trial.lr_scale, world=world,
                        total_steps=lambda steps_per_epoch: config.train.epochs * steps_per_epoch,
                        warmup=getattr(schedule, "warmup", 0.0) if schedule.optimizer_based else None)
-    setup, regime, recipe = prepared.setup, prepared.regime, prepared.recipe
+    setup, regime, recipe, data = prepared.setup, prepared.regime, prepared.recipe, prepared.data
+    private = settings_of(trial.regime) is not None
     # torch's schedulers are tabulated over the planned steps at the trial's base LR
     schedule = schedule.planned(total_steps=setup.total_steps, base_lr=config.train.lr * trial.lr_scale)
     model, optimizer = setup.model, setup.optimizer
@@ -113,11 +115,14 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                          val, test)
         row.update(regime.epoch_metrics())
         row.update(extras)
+        train_loss = row["train_loss"]
+        if private:  # exact statistics of the private training batches, without noise
+            row.update(train_loss=math.nan, train_acc=math.nan)
         run.history.append(row)
         on_epoch(row)
-        if tracker is not None:
-            tracker.observe(val.loss if math.isfinite(val.loss) else row["train_loss"])
-        _checkpoint(config, trial_dir, plain, data, trial, run, epoch)
+        if tracker is not None and (math.isfinite(val.loss) or not private):
+            tracker.observe(val.loss if math.isfinite(val.loss) else train_loss)
+        _checkpoint(config, trial_dir, plain, data, trial, run, epoch, private=private)
         stop = regime.stop_reason()
         if stop is not None:
             run.status = stop
@@ -127,11 +132,11 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
 
     final_model = regime.trained_model(model)
     if save_model and trial_dir is not None:
-        _save(final_model, trial_dir / "model.pt", config, data, trial)
+        _save(final_model, trial_dir / "model.pt", config, data, trial, private=private)
         if averager is not None and averager.ready:
             with averager.swapped_in(final_model, setup.loader,
                                      generator=setup.generator) as averaged:
-                _save(averaged, trial_dir / "model_avg.pt", config, data, trial)
+                _save(averaged, trial_dir / "model_avg.pt", config, data, trial, private=private)
     summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
     summary["planned_steps"] = setup.total_steps
     if averager is not None:
@@ -274,7 +279,7 @@ def _selection_score(row: dict[str, Any], select: str) -> float:
 
 
 def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: DataBundle,
-                trial: Trial, run: _Progress, epoch: int) -> None:
+                trial: Trial, run: _Progress, epoch: int, *, private: bool) -> None:
     score = _selection_score(run.history[-1], config.evaluation.select)
     improved = score > run.best_val
     if improved:
@@ -282,19 +287,19 @@ def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: D
     if trial_dir is None or config.train.checkpoints == "none":
         return
     if improved and config.train.checkpoints in ("best", "both"):
-        _save(model, trial_dir / "best.pt", config, data, trial, epoch=epoch)
+        _save(model, trial_dir / "best.pt", config, data, trial, epoch=epoch, private=private)
     if config.train.checkpoints in ("last", "both"):
-        _save(model, trial_dir / "last.pt", config, data, trial, epoch=epoch)
+        _save(model, trial_dir / "last.pt", config, data, trial, epoch=epoch, private=private)
 
 
 def _save(model, path: Path, config: ExperimentConfig, data: DataBundle, trial: Trial,
-          epoch: int | None = None) -> None:
+          epoch: int | None = None, *, private: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     models.save(model, path, spec=config.model, input_shape=data.input_shape,
                 num_classes=data.num_classes, mean=data.mean, std=data.std,
                 extra={"trial": trial.id, "epoch": epoch, "schedule": trial.schedule,
                        # `robustlr attack` evaluates on this split and refuses another one
-                       "data": data_record(config.data, data, seed=trial.seed)})
+                       "data": data_record(config.data, data, seed=trial.seed, private=private)})
 
 
 def _summary(trial: Trial, run: _Progress, wall_seconds: float, regime: Regime,

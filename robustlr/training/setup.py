@@ -12,10 +12,11 @@ import torch
 
 from robustlr import models, optimizers, plugins
 from robustlr.config import ExperimentConfig
-from robustlr.data import DataBundle, augment, streaming
+from robustlr.data import DataBundle, augment, normalization, streaming
 from robustlr.distributed import ShardedBatches, World, check_batches, resolve_device
 from robustlr.errors import InputError
 from robustlr.regimes import REGIMES, Regime, TrainingSetup
+from robustlr.regimes.dp_settings import settings_of
 from robustlr.training.recipe import Recipe
 
 
@@ -43,6 +44,7 @@ class Prepared:
     setup: TrainingSetup  # as the regime wrapped it (DP replaces model, optimizer, loader)
     regime: Regime
     recipe: Recipe  # precision, accumulation, clipping: pass it to backward() and step()
+    data: DataBundle  # with the normalization this regime may release (what to save with it)
 
 
 def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, seed: int,
@@ -54,6 +56,8 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
     inside itself."""
     world = world or World()
     device = resolve_device(config.train.device, world)
+    data = normalization.for_trial(config.data, data, private=settings_of(regime_spec) is not None,
+                                   seed=seed)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     regime: Regime = REGIMES.build(regime_spec)
@@ -77,9 +81,13 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
         batch_size=config.train.batch_size, device=device, generator=generator,
         train_data=(x_train, y_train), world=world))
     augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
+    if regime.views > 1 and augmentation is None:
+        raise InputError("dp: augmult needs data.augment (an example's views are augmentations "
+                         "of it)")
     if augmentation is not None and not data.streamed:  # streamed: per example, in the workers
-        setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator)
-    return Prepared(setup, regime, recipe)
+        setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator,
+                                                views=regime.views)
+    return Prepared(setup, regime, recipe, data)
 
 
 def _loader(config: ExperimentConfig, data: DataBundle, generator: torch.Generator,

@@ -12,9 +12,10 @@ from typing import Any
 import torch.distributed as dist
 
 from robustlr.config import ExperimentConfig
-from robustlr.data import DataBundle, DataConfig, prepare
+from robustlr.data import DataBundle, DataConfig, normalization, prepare
 from robustlr.distributed import World
 from robustlr.grid import Trial
+from robustlr.regimes.dp_settings import settings_of
 from robustlr.spec import is_none
 from robustlr.training import poison_stage
 from robustlr.training.loop import EpochCallback, train_trial
@@ -50,6 +51,8 @@ def run_trial(config: ExperimentConfig, trial: Trial, *, on_epoch: EpochCallback
     started = time.perf_counter()
     world = world or World()
     stage = _poison_stage(config, trial, world)
+    stage.bundle = normalization.for_trial(config.data, stage.bundle, seed=trial.seed,
+                                           private=settings_of(trial.regime) is not None)
     summary = train_trial(
         config, trial, stage.bundle, on_epoch=on_epoch, world=world,
         trial_dir=trial_dir if world.leader else None, save_model=save_model and world.leader,

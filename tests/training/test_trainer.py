@@ -285,7 +285,7 @@ def test_the_best_epoch_follows_the_configured_selection_and_needs_no_folder():
     run = loop._Progress()
     for epoch, (val, robust) in enumerate([(0.9, 0.1), (0.5, 0.4), (0.95, 0.3)], start=1):
         run.history.append({"val_acc": val, "test_acc": val, "monitor_val_robust_acc": robust})
-        loop._checkpoint(config, None, None, bundle, trial, run, epoch)  # no folder: no file
+        loop._checkpoint(config, None, None, bundle, trial, run, epoch, private=False)  # no file
     assert (run.best_epoch, run.best_val) == (2, 0.4)
 
 
