@@ -18,6 +18,7 @@ from torch import nn
 
 from robustlr import distributed
 from robustlr.distributed import World
+from robustlr.privacy.ledger import Entry
 from robustlr.spec import Registry
 
 REGIMES = Registry("regime")
@@ -38,6 +39,19 @@ class TrainingSetup:
     generator: torch.Generator
     train_data: tuple[torch.Tensor, torch.Tensor]  # for regimes that build their own loader
     world: World = field(default_factory=World)  # the processes training this trial together
+    # privacy-ledger entries already spent on the training data (its statistics, a filter's
+    # pass, a planned selection): a private regime composes them with its own and caps the total
+    ledger: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is known of a trial before any run folder exists, for :meth:`Regime.check_plan`."""
+
+    dataset_size: int
+    batch_size: int
+    model: nn.Module
+    ledger: tuple[Entry, ...] = ()  # the entries every trial of the grid will start from
 
 
 class Regime:
@@ -57,6 +71,10 @@ class Regime:
 
     def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    def check_plan(self, plan: Plan) -> None:
+        """Raise ``ValueError`` (one line) when this regime cannot train as planned; called
+        before any run folder exists, so a config that cannot work never starts."""
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         """Wrap the model, optimizer or loader once, before the first step."""

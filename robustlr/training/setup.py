@@ -16,6 +16,7 @@ from robustlr.data import DataBundle, augment, streaming
 from robustlr.distributed import ShardedBatches, World, check_batches, resolve_device
 from robustlr.errors import InputError
 from robustlr.regimes import REGIMES, Regime, TrainingSetup
+from robustlr.training.ledger import planned_entries
 from robustlr.training.recipe import Recipe
 
 
@@ -73,7 +74,7 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
         model=model, optimizer=optimizer, loader=loader, total_steps=steps,
         epochs=math.ceil(steps / recipe.steps_per_epoch(len(loader))), dataset_size=len(y_train),
         batch_size=config.train.batch_size, device=device, generator=generator,
-        train_data=(x_train, y_train), world=world))
+        train_data=(x_train, y_train), world=world, ledger=planned_entries(config, data)))
     augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
     if augmentation is not None and not data.streamed:  # streamed: per example, in the workers
         setup.loader = augment.AugmentedBatches(setup.loader, augmentation, generator)
