@@ -37,7 +37,7 @@ from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
 from robustlr.regimes import dp_ledger
 from robustlr.regimes.adversarial import PGDTraining
 from robustlr.regimes.base import REGIMES, Plan, Regime, TrainingSetup
-from robustlr.regimes.dp_settings import DPSettings, budget, check_fits_data, profile
+from robustlr.regimes.dp_settings import DPSettings, check_fits_data, profile
 
 # Opacus' hooks make torch warn on every backward whose inputs need no gradient (the usual
 # case for a first layer); it says nothing the user can act on. Filtered only while DP runs.
@@ -122,8 +122,8 @@ class DPRegime(Regime):
         self.n = len(y)
         try:
             self.prior = dp_ledger.scoped(setup.ledger, s.scope)
-            check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size, prior=self.prior)
-            share = budget(s, dataset_size=self.n, prior=self.prior)
+            share = check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size,
+                                    prior=self.prior)
         except ValueError as error:
             raise ValueError(f"regime 'dp': {error}") from None
         self.delta = share.delta  # DP-SGD's share of the trial's delta

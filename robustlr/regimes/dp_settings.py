@@ -156,13 +156,14 @@ def budget(settings: DPSettings, *, dataset_size: int, prior: Ledger = _NOTHING)
 
 
 def check_fits_data(settings: DPSettings, *, dataset_size: int, batch_size: int,
-                    prior: Ledger = _NOTHING) -> None:
-    """Raise ``ValueError`` when these settings cannot train on ``dataset_size`` examples after
-    the ledger entries ``prior``: delta at or above 1/N, a cap those entries already spend, or
-    a cap whose remainder one step at the first step's noise already passes."""
+                    prior: Ledger = _NOTHING) -> Budget:
+    """DP-SGD's share of the budget; ``ValueError`` when these settings cannot train on
+    ``dataset_size`` examples after the ledger entries ``prior``: delta at or above 1/N, a cap
+    those entries already spend, or a cap whose remainder one step at the first step's noise
+    already passes."""
     share = budget(settings, dataset_size=dataset_size, prior=prior)
     if settings.noise_multiplier is None or share.cap is None:
-        return  # a target is calibrated to fit; no cap without noise (checked above)
+        return share  # a target is calibrated to fit; no cap without noise (checked above)
     sigma = settings.noise_multiplier * profile(settings.noise_schedule)(0.0)
     q = min(batch_size / dataset_size, 1.0)
     one_step = epsilon(sample_rate=q, noise_multiplier=sigma, steps=1, delta=share.delta,
@@ -174,3 +175,4 @@ def check_fits_data(settings: DPSettings, *, dataset_size: int, batch_size: int,
                          f"noise_multiplier {sigma:g} (sample rate {q:.3g}, delta "
                          f"{share.delta:.3g}) costs epsilon {one_step:.3g}; raise the noise or "
                          "the cap")
+    return share
