@@ -18,8 +18,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 MECHANISMS = ("subsampled_gaussian", "gaussian", "report_noisy_max", "composition", "public",
-              "none")
-"""``none``: computed from private data without noise (epsilon infinite: no DP guarantee)."""
+              "none", "shuffled_gaussian", "out_of_scope")
+"""``none``: computed from private data without noise (epsilon infinite: no DP guarantee).
+``shuffled_gaussian``: DP-SGD on fixed shuffled batches, which no analysis here accounts for
+(the Poisson analysis does not cover shuffling: Chua et al. 2024, arXiv:2403.17673), so its
+epsilon is infinite: no DP guarantee. ``out_of_scope``: computed on the private data before the
+data set the guarantee covers was fixed (a poison filter under ``dp(scope=after_filter)``); the
+guarantee is stated for that smaller set only, within which it costs nothing."""
+_UNBOUNDED = ("none", "shuffled_gaussian")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,11 +47,12 @@ class Entry:
         if math.isnan(self.epsilon) or self.epsilon < 0 or not 0 <= self.delta <= 1:
             raise ValueError(f"ledger entry {self.name!r}: epsilon must be >= 0 and delta in "
                              f"[0, 1], got {self.epsilon} and {self.delta}")
-        if self.mechanism == "public" and (self.epsilon or self.delta):
-            raise ValueError(f"ledger entry {self.name!r}: a public computation costs nothing")
-        if self.mechanism == "none" and self.epsilon != math.inf:
-            raise ValueError(f"ledger entry {self.name!r}: an exact statistic of private data "
-                             "has no finite epsilon")
+        if self.mechanism in ("public", "out_of_scope") and (self.epsilon or self.delta):
+            raise ValueError(f"ledger entry {self.name!r}: a {self.mechanism} computation costs "
+                             "nothing")
+        if self.mechanism in _UNBOUNDED and self.epsilon != math.inf:
+            raise ValueError(f"ledger entry {self.name!r}: a {self.mechanism} computation on "
+                             "private data has no finite epsilon")
 
     @property
     def public(self) -> bool:
@@ -82,6 +89,11 @@ class Ledger:
     @property
     def delta(self) -> float:
         return min(1.0, math.fsum(entry.delta for entry in self.entries))
+
+    @property
+    def guaranteed(self) -> bool:
+        """Whether the total is a finite epsilon (no entry without a DP guarantee)."""
+        return math.isfinite(self.epsilon)
 
     def remaining(self, cap: float) -> float:
         """What a cap on the total leaves for entries not yet spent (may be <= 0)."""

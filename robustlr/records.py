@@ -15,7 +15,7 @@ SUMMARY_METRICS = (
     "steps", "planned_steps", "train_seconds", "wall_seconds", "samples_per_second",
     "robust_acc", "robust_acc_best", "robust_gap", "robust_examples", "best_robust_epoch",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
-    "monitor_examples", "corruption_acc", "epsilon", "delta",
+    "monitor_examples", "corruption_acc", "epsilon", "epsilon_training", "delta",
     "noise_multiplier", "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
     "max_epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "mia_members", "poison_rate", "poisoned_count", "asr",
@@ -34,7 +34,8 @@ SUMMARY_METRICS = (
 
 # Everything else is better higher.
 LOWER_IS_BETTER = frozenset({
-    "train_loss", "train_seconds", "wall_seconds", "robust_gap", "epsilon", "delta",
+    "train_loss", "train_seconds", "wall_seconds", "robust_gap", "epsilon", "epsilon_training",
+    "delta",
     "noise_multiplier", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "asr", "asr_best", "clean_removed", "poison_seconds",
     "avg_robust_gap", "certified_abstain_rate", "certify_seconds"})

@@ -18,6 +18,7 @@ from torch import nn
 
 from robustlr import distributed, plugins
 from robustlr.distributed import World
+from robustlr.privacy.ledger import Entry
 from robustlr.spec import Registry, Spec, SpecError, parse
 
 
@@ -70,6 +71,20 @@ class TrainingSetup:
     generator: torch.Generator
     train_data: tuple[torch.Tensor, torch.Tensor]  # for regimes that build their own loader
     world: World = field(default_factory=World)  # the processes training this trial together
+    # privacy-ledger entries already spent on the training data (its statistics, a filter's
+    # pass, a planned selection): a private regime composes them with its own and caps the total
+    ledger: tuple[Entry, ...] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What is known of a trial before any run folder exists, for :meth:`Regime.check_plan`."""
+
+    dataset_size: int
+    batch_size: int
+    model: nn.Module
+    ledger: tuple[Entry, ...] = ()  # the entries every trial of the grid will start from
+    augmented: bool = False  # data.augment is set
 
 
 class Regime:
@@ -96,6 +111,10 @@ class Regime:
         if self.loss_fn is not None:
             return self.loss_fn(logits, y)
         return nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+
+    def check_plan(self, plan: Plan) -> None:
+        """Raise ``ValueError`` (one line) when this regime cannot train as planned; called
+        before any run folder exists, so a config that cannot work never starts."""
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         """Wrap the model, optimizer or loader once, before the first step."""

@@ -4,7 +4,9 @@ The loop's clock counts real steps only (under a memory manager most physical ba
 accumulate), so the LR, noise and clipping schedules all read the same progress. Noise for a
 ``target_epsilon`` is calibrated once for the whole planned run, noise schedule included;
 ``max_epsilon`` (default: the target) is a hard cap enforced by :class:`privacy.BudgetGuard`
-before every step, whatever the schedules do.
+before every step, whatever the schedules do. Cap, target and delta are on the trial's total
+(its privacy ledger, :mod:`robustlr.regimes.dp_ledger`): DP-SGD gets what the entries spent
+before training leave.
 
 On several processes (``robustlr train --nproc``) the model is wrapped in Opacus' DP-DDP and
 the optimizer becomes Opacus' distributed one (ghost clipping included, Opacus 1.6): each rank
@@ -30,9 +32,11 @@ from robustlr.modes import generating_attack
 from robustlr.privacy import BudgetGuard, calibrate, epsilon
 from robustlr.privacy import engine as dp_engine
 from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
+from robustlr.privacy.ledger import Entry, Ledger
 from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
+from robustlr.regimes import dp_ledger
 from robustlr.regimes.adversarial import PGDTraining
-from robustlr.regimes.base import REGIMES, Regime, TrainingSetup
+from robustlr.regimes.base import REGIMES, Plan, Regime, TrainingSetup
 from robustlr.regimes.dp_settings import DPSettings, check_fits_data, profile
 
 # Opacus' hooks make torch warn on every backward whose inputs need no gradient (the usual
@@ -97,19 +101,36 @@ class DPRegime(Regime):
         self.exhausted = False
         self.guard: BudgetGuard | None = None
         self.noise_history: list[float] = []  # per real step, for accounting without a cap
+        self.prior = Ledger()  # the trial's entries before DP-SGD (see prepare)
 
     # -- set-up ------------------------------------------------------------------------
+    def check_plan(self, plan: Plan) -> None:
+        s = self.settings
+        prior = dp_ledger.scoped(plan.ledger, s.scope)
+        check_fits_data(s, dataset_size=plan.dataset_size, batch_size=plan.batch_size,
+                        prior=prior)
+        problem = dp_engine.check_grad_sample_mode(fix_model(plan.model)[0], s.grad_sample_mode)
+        if problem is not None:
+            raise ValueError(problem)
+        if s.augmult > 1 and not plan.augmented:
+            raise ValueError("augmult needs data.augment (an example's views are augmentations "
+                             "of it)")
+
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         s = self.settings
         model, self.fixes = fix_model(setup.model)
         optimizer = setup.optimizer if model is setup.model else _rebuild(setup.optimizer, model)
         x, y = setup.train_data
+        # N is the set DP-SGD samples from: under scope=after_filter the filtered set, whose
+        # size gives the sample rate and the default delta the guarantee is stated with
         self.n = len(y)
         try:
-            check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size)
+            self.prior = dp_ledger.scoped(setup.ledger, s.scope)
+            share = check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size,
+                                    prior=self.prior)
         except ValueError as error:
             raise ValueError(f"regime 'dp': {error}") from None
-        self.delta = s.delta_for(self.n)
+        self.delta = share.delta  # DP-SGD's share of the trial's delta
         world = setup.world
         if world.distributed:  # Opacus sees DP-DDP and builds its distributed optimizer
             model = DPDDP(model)
@@ -134,16 +155,17 @@ class DPRegime(Regime):
         # a batch as large as the data set is full-batch DP-SGD: sample rate 1, as check_fits_data
         self.sample_rate = min(setup.batch_size / self.n, 1.0)
         total = setup.epochs * len(private.data_loader)
-        self.max_epsilon = s.cap
-        if self.max_epsilon is not None:
-            self.guard = BudgetGuard(max_epsilon=self.max_epsilon, delta=self.delta,
+        self.training_cap = share.cap  # what the cap on the total leaves DP-SGD
+        if self.training_cap is not None:
+            self.guard = BudgetGuard(max_epsilon=self.training_cap, delta=self.delta,
                                      sample_rate=self.sample_rate, accountant=s.bound_accountant)
         self.base_noise = s.noise_multiplier
         if self.base_noise is None:
             # land just under what the guard certifies (the cap less the accountant's error
             # margin), so the whole planned run is certified in one accountant call
-            assert self.guard is not None and s.target_epsilon is not None
-            target = min(s.target_epsilon, self.max_epsilon - self.guard.margin)
+            assert self.guard is not None and self.training_cap is not None
+            assert share.target is not None
+            target = min(share.target, self.training_cap - self.guard.margin)
             self.base_noise = calibrate(target_epsilon=target, sample_rate=self.sample_rate,
                                         steps=total, delta=self.delta,
                                         accountant=s.bound_accountant,
@@ -158,7 +180,7 @@ class DPRegime(Regime):
                              total_steps=total, epochs=setup.epochs, dataset_size=self.n,
                              batch_size=setup.batch_size, device=setup.device,
                              generator=setup.generator, train_data=setup.train_data,
-                             world=setup.world)
+                             world=setup.world, ledger=setup.ledger)
 
     def _noise(self, progress: float) -> float:
         return self.base_noise * self.noise_profile(progress)
@@ -220,6 +242,9 @@ class DPRegime(Regime):
 
     # -- reporting -----------------------------------------------------------------------
     def spent(self) -> float:
+        """DP-SGD's epsilon so far (the ledger's other entries are in :meth:`ledger`)."""
+        if not self.settings.poisson:
+            return math.inf  # shuffled batches: no accounting valid for them here
         if self.guard is not None:
             return self.guard.spent()
         if not self.noise_history:
@@ -242,19 +267,34 @@ class DPRegime(Regime):
             warnings.filterwarnings("ignore", message=GDP_WARNING)
             return epsilon_of_history(hist, delta=self.delta, accountant="gdp")
 
+    def ledger(self) -> tuple[Ledger, Entry]:
+        """The trial's ledger so far (the entries before training, then DP-SGD's) and
+        DP-SGD's entry."""
+        s = self.settings
+        noise = dp_ledger.noise_record(self.noise_history, self.base_noise, s.noise_schedule)
+        training = dp_ledger.dp_sgd_entry(spent=self.spent(), delta=self.delta, poisson=s.poisson,
+                                          detail={
+            "sample_rate": self.sample_rate, "steps": self.steps_taken, "noise": noise,
+            "max_grad_norm": s.max_grad_norm, "accountant": s.bound_accountant,
+            "dataset_size": self.n, "poisson": s.poisson, "cap": self.training_cap})
+        return self.prior.add(training), training
+
     def epoch_metrics(self) -> dict[str, float]:
-        return {"epsilon": self.spent(), "noise_multiplier": self.sigma, "max_grad_norm": self.clip}
+        ledger, training = self.ledger()
+        return {"epsilon": ledger.epsilon, "epsilon_training": training.epsilon,
+                "noise_multiplier": self.sigma, "max_grad_norm": self.clip}
 
     def stop_reason(self) -> str | None:
         return "budget_exhausted" if self.exhausted else None
 
     def summary(self) -> dict[str, Any]:
         s = self.settings
-        return {"epsilon": self.spent(), "delta": self.delta,
+        ledger, training = self.ledger()
+        return {**dp_ledger.summary_fields(ledger, training),
                 "accountant": s.bound_accountant, "epsilon_gdp": self.gdp_estimate(),
                 "noise_multiplier": self.base_noise, "sample_rate": self.sample_rate,
                 "dp_steps": self.steps_taken, "max_grad_norm": s.max_grad_norm,
-                "target_epsilon": s.target_epsilon, "max_epsilon": self.max_epsilon,
+                "target_epsilon": s.target_epsilon, "max_epsilon": s.cap,
                 "budget_exhausted": self.exhausted, "grad_sample_mode": s.grad_sample_mode,
                 "model_fixes": self.fixes}
 
@@ -300,12 +340,18 @@ def dp(noise_multiplier: float | None = None, target_epsilon: float | None = Non
        accountant: str = "prv", noise_schedule: str | None = None,
        clip_schedule: str | None = None, grad_sample_mode: str = dp_engine.DEFAULT_MODE,
        physical_batch_size: int | None = None, poisson: bool = True,
-       adversarial_eps: float = 0.0, adversarial_steps: int = 7, augmult: int = 1) -> Regime:
+       adversarial_eps: float = 0.0, adversarial_steps: int = 7, augmult: int = 1,
+       scope: str = "training_data") -> Regime:
     """DP-SGD via Opacus (Abadi et al. 2016): Poisson sampling, per-sample clipping, noise.
 
     Give ``noise_multiplier`` or ``target_epsilon`` (calibrated for the whole planned run,
     noise schedule included). ``max_epsilon`` is a hard cap (default: the target); a trial
     that reaches it stops with status ``budget_exhausted``. ``delta`` defaults to 0.1 / N.
+    Target, cap and delta are on the trial's total (the privacy ledger: data statistics,
+    planned selection, DP-SGD); DP-SGD gets what the other entries leave. ``poisson=false``
+    (fixed shuffled batches) has no DP guarantee: refused with a target or cap, reported with
+    an infinite epsilon otherwise. ``scope=after_filter`` states the guarantee for the set a
+    poison filter kept (a filter is refused without it: it sees every example unprotected).
     ``adversarial_eps`` > 0 trains on L-inf PGD examples (PGD-AT under DP: Opacus' hooks are
     off while the attack runs). ``noise_multiplier=0`` with ``poisson=false`` is plain SGD
     through Opacus (epsilon infinite), for equivalence checks. ``accountant`` is ``prv``
@@ -323,4 +369,4 @@ def dp(noise_multiplier: float | None = None, target_epsilon: float | None = Non
         accountant=accountant, noise_schedule=noise_schedule, clip_schedule=clip_schedule,
         grad_sample_mode=grad_sample_mode, physical_batch_size=physical_batch_size,
         poisson=poisson, adversarial_eps=adversarial_eps, adversarial_steps=adversarial_steps,
-        augmult=augmult))
+        augmult=augmult, scope=scope))

@@ -2,21 +2,31 @@
 
 ``dp(...)`` in a config builds one frozen :class:`DPSettings`; every bad value is a one-line
 ``ValueError`` naming the setting (the config turns it into a ConfigError). What depends on
-the training set size (delta below 1/N, a cap that allows at least one step) is checked by
+the training set size and on the rest of the trial's privacy ledger (delta below 1/N, a cap
+that the other entries leave room in and that allows at least one step) is checked by
 :func:`check_fits_data`, called before any run folder exists.
+
+``max_epsilon``, ``target_epsilon`` and ``delta`` are on the trial's total (the ledger): DP-SGD
+gets what the other entries (data statistics, private selection) leave, see :func:`budget`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from robustlr import schedules
 from robustlr.privacy import ACCOUNTANTS, epsilon
 from robustlr.privacy import engine as dp_engine
+from robustlr.privacy.ledger import Ledger
 from robustlr.regimes.base import REGIMES
 
 AUGMULT_MODES = ("hooks", "functorch")
 """Modes that materialize per-sample gradients, which augmentation multiplicity averages."""
+SCOPES = ("training_data", "after_filter")
+"""What the trial's epsilon covers: every training example (a poison filter is then refused),
+or only the examples a poison filter kept (the filter's own pass over all of them is not
+covered)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,11 +47,18 @@ class DPSettings:
     adversarial_eps: float = 0.0
     adversarial_steps: int = 7
     augmult: int = 1
+    scope: str = "training_data"
 
     def __post_init__(self) -> None:
         noise, target, cap = self.noise_multiplier, self.target_epsilon, self.max_epsilon
         if (noise is None) == (target is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        if not self.poisson and (target is not None or cap is not None):
+            raise ValueError("poisson=false cannot be used with target_epsilon or max_epsilon: "
+                             "fixed shuffled batches have no accounting here (the Poisson "
+                             "analysis does not cover them, Chua et al. 2024); use poisson=true")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {self.scope!r}")
         if noise is not None and noise < 0:
             raise ValueError(f"noise_multiplier must be >= 0, got {noise}")
         if noise == 0 and cap is not None:
@@ -106,21 +123,65 @@ def settings_of(spec) -> DPSettings | None:
     return DPSettings(**kwargs) if parsed.name == "dp" else None
 
 
-def check_fits_data(settings: DPSettings, *, dataset_size: int, batch_size: int) -> None:
-    """Raise ``ValueError`` when these settings cannot train on ``dataset_size`` examples:
-    delta at or above 1/N, or a cap that one step at the first step's noise already passes."""
+@dataclass(frozen=True)
+class Budget:
+    """What the trial's cap, target and delta leave DP-SGD once the other ledger entries are
+    paid: each is the trial's figure less what those entries spend (basic composition)."""
+
+    cap: float | None
+    target: float | None
+    delta: float
+
+
+_NOTHING = Ledger()  # no entry before training
+
+
+def _spent_by(prior: Ledger) -> str:
+    return ", ".join(f"{e.name} {e.epsilon:g}" for e in prior.entries if e.epsilon or e.delta)
+
+
+def budget(settings: DPSettings, *, dataset_size: int, prior: Ledger = _NOTHING) -> Budget:
+    """DP-SGD's share of the trial's budget; ``ValueError`` when the entries spent before
+    training (``prior``) leave it nothing, or the trial's delta is at or above 1/N."""
     n = dataset_size
     delta = settings.delta_for(n)
     if delta >= 1.0 / n:
         raise ValueError(f"delta must be below 1/N = {1.0 / n:.3g} (N = {n} training "
                          f"examples), got {delta}")
-    if settings.noise_multiplier is None or settings.cap is None:
-        return  # a target is calibrated to fit; no cap without noise (checked above)
+    cap, target = settings.cap, settings.target_epsilon
+    for name, value in (("target_epsilon", target), ("max_epsilon", settings.max_epsilon)):
+        if value is not None and prior.remaining(value) <= 0:
+            raise ValueError(f"{name} {value:g} is on the trial's total, and the privacy-ledger "
+                             f"entries before training already spend {prior.epsilon:g} of it "
+                             f"({_spent_by(prior)}); raise {name} or make those entries "
+                             "cheaper")
+    if prior.delta >= delta:
+        raise ValueError(f"delta {delta:.3g} is on the trial's total, and the privacy-ledger "
+                         f"entries before training already spend {prior.delta:.3g} of it; "
+                         "raise delta")
+    return Budget(cap=None if cap is None else prior.remaining(cap),
+                  target=None if target is None else prior.remaining(target),
+                  delta=delta - prior.delta)
+
+
+def check_fits_data(settings: DPSettings, *, dataset_size: int, batch_size: int,
+                    prior: Ledger = _NOTHING) -> Budget:
+    """DP-SGD's share of the budget; ``ValueError`` when these settings cannot train on
+    ``dataset_size`` examples after the ledger entries ``prior``: delta at or above 1/N, a cap
+    those entries already spend, or a cap whose remainder one step at the first step's noise
+    already passes."""
+    share = budget(settings, dataset_size=dataset_size, prior=prior)
+    if settings.noise_multiplier is None or share.cap is None:
+        return share  # a target is calibrated to fit; no cap without noise (checked above)
     sigma = settings.noise_multiplier * profile(settings.noise_schedule)(0.0)
-    q = min(batch_size / n, 1.0)
-    one_step = epsilon(sample_rate=q, noise_multiplier=sigma, steps=1, delta=delta,
+    q = min(batch_size / dataset_size, 1.0)
+    one_step = epsilon(sample_rate=q, noise_multiplier=sigma, steps=1, delta=share.delta,
                        accountant=settings.bound_accountant)
-    if one_step > settings.cap:
-        raise ValueError(f"max_epsilon {settings.cap:g} allows no step: one step at "
-                         f"noise_multiplier {sigma:g} (sample rate {q:.3g}, delta {delta:.3g}) "
-                         f"costs epsilon {one_step:.3g}; raise the noise or the cap")
+    if one_step > share.cap:
+        assert settings.cap is not None
+        left = "" if math.isclose(share.cap, settings.cap) else f" (it leaves DP-SGD {share.cap:.3g})"
+        raise ValueError(f"max_epsilon {settings.cap:g} allows no step{left}: one step at "
+                         f"noise_multiplier {sigma:g} (sample rate {q:.3g}, delta "
+                         f"{share.delta:.3g}) costs epsilon {one_step:.3g}; raise the noise or "
+                         "the cap")
+    return share

@@ -17,12 +17,12 @@ from torch import nn
 from robustlr import config as config_module
 from robustlr import models
 from robustlr.config import ConfigError, ExperimentConfig
-from robustlr.data import DataError, normalization
+from robustlr.data import DataBundle, DataError, normalization
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
-from robustlr.privacy.engine import check_grad_sample_mode
-from robustlr.privacy.modules import fix_model
-from robustlr.regimes.dp_settings import check_fits_data, settings_of
+from robustlr.grid import spec_text
+from robustlr.regimes import REGIMES
+from robustlr.regimes.base import Plan
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, Store, StoreError
@@ -30,6 +30,7 @@ from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
 from robustlr.spec import SpecError, is_none, parse
+from robustlr.training.ledger import planned_entries
 from robustlr.training.trial import prepare_data
 
 log = logging.getLogger("robustlr")
@@ -95,33 +96,33 @@ def _check_data(config: ExperimentConfig) -> None:
                        f"most {examples}")
     if bundle.streamed:
         _check_streamed(config)
-    _check_dp_fits(config, dataset_size=examples, model=model)
+    _check_regimes(config, bundle=bundle, model=model)
 
 
-def _check_dp_fits(config: ExperimentConfig, *, dataset_size: int, model: nn.Module) -> None:
-    """A dp regime that cannot take one step on this data (or whose delta is >= 1/N), or whose
-    grad_sample_mode cannot clip a layer of the model, is a config error now, not a trial that
-    trains nothing and is ranked anyway."""
+def _check_regimes(config: ExperimentConfig, *, bundle: DataBundle, model: nn.Module) -> None:
+    """Each regime's own check of the plan (:meth:`Regime.check_plan`): e.g. a dp regime that
+    cannot take one step on this data, whose cap the privacy ledger's other entries already
+    spend, that sits behind a poison filter without its scope, or whose grad_sample_mode cannot
+    clip a layer of the model, is a config error now, not a trial that trains nothing and is
+    ranked anyway."""
     for number, dimensions in enumerate(config.dimension_sets()):
         prefix = f"grids[{number}]." if config.grids else ""
+        filters = [spec_text(spec) for spec in dimensions["filter"] if not is_none(spec)]
         for index, spec in enumerate(dimensions["regimes"]):
-            settings = settings_of(spec)
-            if settings is None:
-                continue
+            regime = REGIMES.build(spec)
+            try:  # a private regime's trials normalize with public or DP statistics
+                data = normalization.for_trial(config.data, bundle,
+                                               private=regime.loss_kind == "private", seed=0)
+            except DataError as error:
+                raise ConfigError(str(error)) from None
+            plan = Plan(dataset_size=len(bundle.train[1]), batch_size=config.train.batch_size,
+                        model=model, augmented=bool(config.data.augment),
+                        ledger=planned_entries(config, data,
+                                               filter=filters[0] if filters else "none"))
             try:
-                check_fits_data(settings, dataset_size=dataset_size,
-                                batch_size=config.train.batch_size)
+                regime.check_plan(plan)
             except ValueError as error:
-                raise ConfigError(f"{prefix}regimes[{index}]: dp: {error}") from None
-            problem = check_grad_sample_mode(fix_model(model)[0], settings.grad_sample_mode)
-            if problem is not None:
-                raise ConfigError(f"{prefix}regimes[{index}]: dp: {problem}")
-            if settings.augmult > 1 and not config.data.augment:
-                raise ConfigError(f"{prefix}regimes[{index}]: dp: augmult needs data.augment "
-                                  "(an example's views are augmentations of it)")
-            problem = normalization.refusal(config.data)
-            if problem is not None:
-                raise ConfigError(problem)
+                raise ConfigError(f"{prefix}regimes[{index}]: {regime.name}: {error}") from None
 
 
 def _check_streamed(config: ExperimentConfig) -> None:

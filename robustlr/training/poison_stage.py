@@ -25,6 +25,8 @@ from robustlr.attacks.filters.metrics import filter_metrics
 from robustlr.attacks.filters.representations import penultimate
 from robustlr.catalog import FILTERS, POISONS
 from robustlr.data import DataBundle
+from robustlr.privacy.ledger import Entry
+from robustlr.regimes.dp_ledger import filter_entry
 from robustlr.spec import is_none, parse
 from robustlr.training.loop import train_trial
 from robustlr.training.probes.base import Probe
@@ -96,17 +98,19 @@ def prepare(config, trial, bundle: DataBundle) -> PoisonStage:
     generator = torch.Generator().manual_seed(trial.seed + _POISON_SEED_OFFSET)
     poisoned = poison.poison(x, y, num_classes=bundle.num_classes, generator=generator, model=model)
     summary.update(poison_rate=poisoned.fraction, poisoned_count=len(poisoned.indices))
-    train = (poisoned.x, poisoned.y)
+    train, ledger = (poisoned.x, poisoned.y), bundle.ledger
     if not is_none(trial.filter):
-        train, metrics = _filter(config, trial, dataclasses.replace(bundle, train=train), poisoned)
+        train, metrics, entry = _filter(config, trial, dataclasses.replace(bundle, train=train),
+                                        poisoned)
         summary.update(metrics)
+        ledger += (entry,)
     summary["poison_seconds"] = time.perf_counter() - started
     has_trigger = hasattr(poison, "apply_trigger")
-    return PoisonStage(dataclasses.replace(bundle, train=train), poison if has_trigger else None,
-                       summary)
+    return PoisonStage(dataclasses.replace(bundle, train=train, ledger=ledger),
+                       poison if has_trigger else None, summary)
 
 
-def _filter(config, trial, bundle: DataBundle, poisoned) -> tuple[tuple, dict[str, Any]]:
+def _filter(config, trial, bundle: DataBundle, poisoned) -> tuple[tuple, dict[str, Any], Entry]:
     defence = FILTERS.build(trial.filter)
     needs = set(getattr(defence, "needs", {"features"}))
     x, y = bundle.train
@@ -122,4 +126,7 @@ def _filter(config, trial, bundle: DataBundle, poisoned) -> tuple[tuple, dict[st
     result = defence.fit_predict(inputs)
     metrics = filter_metrics(result.keep, poisoned.indices)
     metrics["removed_count"] = int((~result.keep).sum())
-    return (x[result.keep], y[result.keep]), metrics
+    # the filter saw every example without noise: its pass is on the ledger (a DP regime
+    # refuses it unless its guarantee is stated for the filtered set)
+    entry = filter_entry(trial.filter, examples=len(y), kept=int(result.keep.sum()))
+    return (x[result.keep], y[result.keep]), metrics, entry

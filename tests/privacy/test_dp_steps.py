@@ -83,6 +83,7 @@ def test_only_real_steps_are_recorded_with_the_noise_they_were_taken_at(monkeypa
     assert summary["model_fixes"] == regime.fixes
     metrics = regime.epoch_metrics()
     assert metrics == {"epsilon": pytest.approx(spent, rel=1e-9),
+                       "epsilon_training": pytest.approx(spent, rel=1e-9),
                        "noise_multiplier": regime.sigma, "max_grad_norm": regime.clip}
     assert regime.sigma == pytest.approx(expected[1])
 

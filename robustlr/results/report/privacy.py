@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robustlr.results.report.document import Document
+from robustlr.results.report.ledger import ledger_section
 from robustlr.results.report.plotting import bounded, legend, set_limits
 from robustlr.results.report.robustness import _mean_curve, _pareto
 from robustlr.results.report.sections import percent
@@ -22,21 +23,26 @@ from robustlr.results.stats import group, interval, with_arms
 
 def privacy_section(document: Document, summaries: list[dict], rows: list[dict]) -> None:
     summaries = with_arms(summaries)  # a poisoned arm is never pooled with clean training
+    # a trial without a finite epsilon (no DP guarantee) is in the ledger table, never at a level
     private = [r for r in summaries if _number(r.get("epsilon")) is not None]
+    ledgered = [r for r in summaries if r.get("privacy_ledger")]
     audited = [r for r in summaries if _number(r.get("mia_auc")) is not None]
-    if not private and not audited:
+    if not private and not audited and not ledgered:
         return
     document.heading("Differential privacy")
     document.text(
-        "DP-SGD trials spend the epsilon the accountant reports (delta as given, or 0.1 / N); "
-        "trials are grouped by their epsilon level (the DP regime's target, else its hard cap). "
-        "Under DP the number of steps is budget, so the schedule decides how much accuracy an "
-        "epsilon buys. Mean ± 95% t-interval across seeds.")
+        "A DP trial's epsilon is the total of its privacy ledger (DP-SGD's accountant bound "
+        "plus the other entries, see below; delta as given, or 0.1 / N, likewise a total); "
+        "trials are grouped by their epsilon level (the DP regime's target, else its hard cap, "
+        "both on the total). Under DP the number of steps is budget, so the schedule decides "
+        "how much accuracy an epsilon buys. Mean ± 95% t-interval across seeds.")
     if private:
         _accuracy_vs_epsilon(document, private, summaries)
         _epsilon_per_epoch(document, private, rows)
         _ranking(document, private)
         _exhausted(document, private)
+    if ledgered:
+        ledger_section(document, ledgered)
     if audited:
         _membership(document, audited)
 

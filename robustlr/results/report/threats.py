@@ -47,6 +47,8 @@ def _kind_and_name(record: dict) -> tuple[str, str]:
     if finite(record.get("epsilon")) is not None:
         level = dp_level(record)
         return "dp", f"DP ε = {level:g}" if level is not None else regime
+    if record.get("dp_guarantee") is False:  # never under an epsilon level it does not meet
+        return "dp", f"{regime}, no DP guarantee"
     return ("standard", "standard") if regime == "standard" else ("adversarial", regime)
 
 
@@ -54,6 +56,8 @@ def threat_of(record: dict, robust_measured: bool) -> Threat:
     kind, name = _kind_and_name(record)
     if kind == "poison":
         return Threat(kind, name, "asr", "clean_acc", "asr")
+    if kind == "dp" and finite(record.get("epsilon")) is None:  # no epsilon to trade against
+        return Threat(kind, name, "train_seconds", "clean_acc", "clean_acc")
     if kind == "dp":
         return Threat(kind, name, "epsilon", "clean_acc", "clean_acc")
     if robust_measured:
