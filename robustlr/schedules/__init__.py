@@ -35,6 +35,15 @@ from robustlr.schedules.special import Plateau, PlateauTracker, ScheduleFree  # 
 from robustlr.schedules.plot import plot  # isort: skip
 
 
+def _torch_schedule(spec: Spec) -> Schedule:
+    from robustlr.schedules import torch_lr  # imports torch: only when a torch: spec is used
+
+    return torch_lr.build(spec)
+
+
+SCHEDULES.family("torch:", _torch_schedule)
+
+
 def parse(spec: str | Mapping[str, Any] | Spec | Schedule) -> Schedule:
     """Build a schedule from ``"cosine(warmup=0.05)"`` or ``{"name": "cosine", "warmup": 0.05}``.
 

@@ -30,29 +30,36 @@ class Tracker(Protocol):
 
 
 class ScheduleRegistry(Registry):
-    """The built-in schedules by name; ``torch:<Scheduler>(...)`` is one of torch's own
-    (:mod:`robustlr.schedules.torch_lr`)."""
+    """The built-in schedules by name, and families of schedules named ``prefix:Name(...)``
+    (``torch:OneCycleLR(...)``, :mod:`robustlr.schedules.torch_lr`), each built by the
+    function the family registered (:meth:`family`)."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self._families: dict[str, Callable[[Spec], Any]] = {}
+
+    def family(self, prefix: str, build: Callable[[Spec], Any]) -> None:
+        self._families[prefix] = build
+
+    def _family_spec(self, value: str | Mapping[str, Any] | Spec) -> tuple[Spec, Callable] | None:
+        spec = parse(value, kind=self.kind)
+        prefix = spec.name.partition(":")[0] + ":"
+        return (spec, self._families[prefix]) if ":" in spec.name and prefix in self._families else None
 
     def check(self, value: str | Mapping[str, Any] | Spec,
               context_names: tuple[str, ...] = ()) -> tuple[Spec, dict[str, Any]]:
-        spec = _torch_spec(value)
-        if spec is not None:
-            return spec, {}
+        found = self._family_spec(value)
+        if found is not None:
+            found[1](found[0])  # building checks the parameters
+            return found[0], {}
         return super().check(value, context_names)
 
     def build(self, value: str | Mapping[str, Any] | Spec, **context: Any) -> Any:
-        spec = _torch_spec(value)
-        if spec is None:
+        found = self._family_spec(value)
+        if found is None:
             return super().build(value, **context)
-        from robustlr.schedules import torch_lr  # imports torch: only for torch: specs
-
-        return torch_lr.build(spec)
-
-
-def _torch_spec(value: str | Mapping[str, Any] | Spec) -> Spec | None:
-    """The spec of ``torch:Name(...)`` (string, mapping or Spec), None for other names."""
-    spec = parse(value, kind="schedule")
-    return spec if spec.name.startswith("torch:") else None
+        spec, build = found
+        return build(spec)
 
 
 SCHEDULES = ScheduleRegistry("schedule")
