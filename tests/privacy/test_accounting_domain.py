@@ -147,7 +147,7 @@ def test_full_batch_epsilon_is_the_gdp_closed_form_not_below_and_within_1_percen
 
 @pytest.mark.parametrize("sigma, steps, delta", [
     (100.0, 1, 1e-3), (0.3, 1, 1e-9), (1.0, 1, 0.5), (0.3, 100_000, 1e-9), (100.0, 100_000, 1e-5),
-    (1e-3, 3, 1e-5), (1e4, 1, 1e-9)])
+    (1e-3, 3, 1e-5), (1e4, 1, 1e-9), (1e-8, 9, 1e-5), (2.0, 1, 0.9)])
 def test_full_batch_epsilon_is_exact_from_tiny_to_huge_mu(sigma, steps, delta):
     exact = exact_full_batch(math.sqrt(steps) / sigma, delta)
     ours = epsilon(sample_rate=1.0, noise_multiplier=sigma, steps=steps, delta=delta)
