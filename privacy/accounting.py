@@ -117,7 +117,7 @@ def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float
         counts = np.array([n for _, _, n in hist])
         q = hist[0][1]
         # the unsubsampled steps, exactly: the whole answer at q = 1, and a bound at any q
-        # that takes over from PRV's error as q nears 1 (so epsilon never falls as q rises)
+        # that takes over from PRV's +eps_error as q nears 1 (never above the value at 1)
         exact = full_batch.epsilon(full_batch.mu(values, counts), delta)
         if q == 1:
             return exact

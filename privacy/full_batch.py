@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 from scipy.optimize import brentq
-from scipy.special import erfcx, log_ndtr
+from scipy.special import erfcx, ndtr
 
 # the root is raised by this much (relative, and 1e-3 of it absolute) so that rounding in
 # delta(eps) (~1e-10 relative, measured against 60-digit arithmetic) never leaves it below
@@ -34,17 +34,20 @@ def mu(levels: np.ndarray, counts: np.ndarray) -> float:
 
 
 def log_delta(eps: float, mu_: float) -> float:
-    """``log delta(eps)`` of ``mu_``-GDP, computed without cancelling terms."""
+    """``log delta(eps)`` of ``mu_``-GDP, computed without cancelling huge terms.
+
+    With ``a = -eps/mu + mu/2`` and ``b = a - mu`` (< 0 for eps >= 0), ``e^eps phi(b) =
+    phi(a)`` exactly, so ``e^eps Phi(b) = phi(a) R(b)`` with the Mills ratio
+    ``R(x) = Phi(x)/phi(x) = sqrt(pi/2) erfcx(-x/sqrt2)``: no exponent as large as eps appears.
+    """
     a = -eps / mu_ + mu_ / 2
-    if a >= 0:  # delta > 0.3 here: the two terms never nearly cancel
-        log_a, log_b = float(log_ndtr(a)), float(log_ndtr(a - mu_))
-        return log_a + math.log(-math.expm1(eps + log_b - log_a))
-    # e^eps phi(a - mu) = phi(a) exactly, so delta = phi(a) (R(a) - R(a - mu)) with the Mills
-    # ratio R = Phi / phi = sqrt(pi/2) erfcx(-x/sqrt2): no huge exponents to cancel
-    gap = float(erfcx(-a / _SQRT2) - erfcx((mu_ - a) / _SQRT2))
+    tail = float(erfcx((mu_ - a) / _SQRT2)) / 2  # = e^eps Phi(b) / e^(-a^2/2)
+    if a >= 0:  # Phi(a) >= 1/2: a plain difference of numbers below 1
+        return math.log(float(ndtr(a)) - math.exp(-a * a / 2) * tail)
+    gap = float(erfcx(-a / _SQRT2)) / 2 - tail  # delta = e^(-a^2/2) (R(a) - R(b)) / sqrt(2 pi)
     if gap <= 0:  # below double precision: delta underflows long before this
         return -math.inf
-    return -a * a / 2 + math.log(gap / 2)
+    return -a * a / 2 + math.log(gap)
 
 
 def epsilon(mu_: float, delta: float) -> float:

@@ -21,11 +21,13 @@ dpa = pytest.importorskip("dp_accounting")
 pld = pytest.importorskip("dp_accounting.pld.privacy_loss_distribution")
 mp = pytest.importorskip("mpmath")
 
-# Measured with ROBUSTLR_DOMAIN_EXAMPLES=400 (docs/facts.md): where Opacus' PRV domain fits,
-# robustlr/PLD <= 1.0006 (+ PRV's 0.01 added error); where it falls back to integer-order RDP
-# (tiny noise for the step count) up to 39x. Stated with margin:
+# Measured over 148 draws (ROBUSTLR_DOMAIN_EXAMPLES=150, docs/facts.md): where Opacus' PRV
+# domain fits (and at rate 1), robustlr <= 1.0005 PLD + 0.0101 (PRV adds its eps_error, 0.01);
+# at rate 1 robustlr/PLD was 0.9993..1.0000000009. Where PRV falls back to RDP over integer
+# orders (tiny noise for the step count), up to 123x (q 0.005, sigma 0.3, 1e5 steps, delta
+# 1e-3; a scan over q at sigma 0.3). Stated with margin:
 PRV_FACTOR, PRV_SLACK = 1.01, 0.02
-FALLBACK_FACTOR = 60.0
+FALLBACK_FACTOR = 150.0
 EXAMPLES = int(os.environ.get("ROBUSTLR_DOMAIN_EXAMPLES", "8"))
 # PRV's cost grows with its domain (about 1 s a million points here): the drawn examples stay
 # below this; the explicit examples cover the fallback and rates at and near 1
@@ -36,9 +38,10 @@ MEASURED: list = []  # (robustlr, PLD, seconds, example) each, for the measureme
 def pld_sandwich(q: float, schedule: list[tuple[float, int]], delta: float, scale: float):
     """dp-accounting's pessimistic PLD (an upper bound on the true epsilon) and its optimistic
     twin on the same grid (a lower bound). The grid is ~1% of ``scale`` / steps apart (the
-    optimistic one rounds each step's loss down by up to one interval), 1e-3..0.05."""
+    optimistic one rounds each step's loss down by up to one interval), within 1e-3..0.05
+    and at least 1e-5 ``scale`` (a grid of ~1e5 points over the composed losses: < 1 s)."""
     steps = sum(n for _, n in schedule)
-    h = min(max(0.01 * scale / steps, 1e-3), 0.05)
+    h = min(max(0.01 * scale / steps, 1e-3, 1e-5 * scale), 0.05)
     accountant = dpa.pld.PLDAccountant(value_discretization_interval=h)
     accountant.compose(dpa.ComposedDpEvent([
         dpa.SelfComposedDpEvent(dpa.PoissonSampledDpEvent(q, dpa.GaussianDpEvent(s)), n)
@@ -144,7 +147,7 @@ def test_full_batch_epsilon_is_the_gdp_closed_form_not_below_and_within_1_percen
 
 @pytest.mark.parametrize("sigma, steps, delta", [
     (100.0, 1, 1e-3), (0.3, 1, 1e-9), (1.0, 1, 0.5), (0.3, 100_000, 1e-9), (100.0, 100_000, 1e-5),
-    (1e-3, 3, 1e-5), (1e4, 1, 1e-9)])
+    (1e-3, 3, 1e-5), (1e4, 1, 1e-9), (1e-8, 9, 1e-5), (2.0, 1, 0.9)])
 def test_full_batch_epsilon_is_exact_from_tiny_to_huge_mu(sigma, steps, delta):
     exact = exact_full_batch(math.sqrt(steps) / sigma, delta)
     ours = epsilon(sample_rate=1.0, noise_multiplier=sigma, steps=steps, delta=delta)
