@@ -45,6 +45,7 @@ def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
 def export(run_dir: Path, fmt: str, select: str, out: Path | None) -> None:
     """Export the results of the run in RUN_DIR in another tool's format."""
     from robustlr.grid import spec_text
+    from robustlr.nofollow import write_atomic
     from robustlr.results import robustbench
 
     records, config = _read_run(run_dir)
@@ -52,7 +53,8 @@ def export(run_dir: Path, fmt: str, select: str, out: Path | None) -> None:
     found = robustbench.entries(records, dataset=str(data.get("name", "unknown")),
                                 architecture=spec_text(config.get("model", "cnn")), select=select)
     target = out or run_dir / f"{fmt}.json"
-    target.write_text(json.dumps(found, indent=2) + "\n")
+    # into the run folder: never through a planted link (nor at --out's name itself)
+    write_atomic(target, json.dumps(found, indent=2) + "\n", check_folder=out is None)
     click.echo(f"{fmt}: {len(found)} entries -> {target}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from torch import nn
 
 from robustlr.errors import InputError
 from robustlr.models.plugin import is_plugin, parse_spec
+from robustlr.nofollow import write_atomic
 from robustlr.plugins import ZOOS, require_trusted, trusted_set
 from robustlr.spec import Spec, SpecError
 
@@ -51,7 +53,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, spec: str | Mapping[str, 
     except TypeError as error:
         raise TypeError(f"save: 'extra' must be JSON-able: {error}") from None
     state = {key: value.detach().cpu().clone() for key, value in _unwrap(model).state_dict().items()}
-    torch.save({"metadata": text, "state_dict": state}, path)
+    buffer = io.BytesIO()
+    torch.save({"metadata": text, "state_dict": state}, buffer)
+    # a fresh file renamed over ``path``: a link planted at ``path`` is refused, never followed
+    write_atomic(path, buffer.getbuffer(), check_folder=False)
 
 
 def _read(path: str | os.PathLike, map_location: Any) -> tuple[dict[str, Any], dict]:

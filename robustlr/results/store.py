@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from robustlr.errors import RunFailure
+from robustlr.nofollow import refuse_symlink
 from robustlr.results import writer_lock
 
 FINAL_STATUSES = ("ok", "diverged", "failed", "budget_exhausted")
+SIDE_FILES = ("-wal", "-shm", "-journal", ".lock")
 INTERRUPTED = "interrupted"
 """A trial whose worker died (killed, out of memory): not final, ``--resume`` re-runs it."""
 
@@ -67,6 +69,10 @@ def _finite(value: Any) -> Any:
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # SQLite opens (and creates) its files following links: a planted results.sqlite,
+        # -wal or -shm link would have it write into the file the link names
+        for name in (self.path.name, *(self.path.name + tail for tail in SIDE_FILES)):
+            refuse_symlink(self.path.with_name(name))
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")

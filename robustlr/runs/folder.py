@@ -20,12 +20,13 @@ from robustlr.config import ConfigError, ExperimentConfig
 from robustlr.data import DataError
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
+from robustlr.nofollow import open_append, refuse_links_below
 from robustlr.privacy.engine import check_grad_sample_mode
 from robustlr.privacy.modules import fix_model
 from robustlr.regimes.dp_settings import check_fits_data, settings_of
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
-from robustlr.results.store import INTERRUPTED, Store, StoreError
+from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
@@ -34,7 +35,24 @@ from robustlr.training.trial import prepare_data
 
 log = logging.getLogger("robustlr")
 
-CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
+CONFIG_FILE, DATABASE, LOG_FILE = "config.yaml", "results.sqlite", "run.log"
+WRITTEN = (CONFIG_FILE, DATABASE, *(DATABASE + tail for tail in SIDE_FILES), LOG_FILE,
+           "summary.json", "epochs.csv", "report.html", "report.md", "robustbench.json")
+"""The files a run folder's commands write at its top level; with ``figures/`` and ``trials/``
+they are checked for planted links before a resume or a report writes anything."""
+
+
+class _LogFile(logging.FileHandler):
+    """The run log, appended to without following a link planted at its name."""
+
+    def _open(self):
+        return open_append(Path(self.baseFilename))
+
+
+def refuse_planted_links(run_dir: Path) -> None:
+    """A link at any name a run writes (the database and its side files, the log, exports,
+    reports, figures, checkpoints) is refused with one line (exit 1) before anything is written."""
+    refuse_links_below(run_dir, WRITTEN, ("figures", "trials"))
 
 
 class RunError(InputError):
@@ -148,6 +166,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     """Validate the target folder, then create it; returns the config to run and its store."""
     if resume is not None:
         config = _open_resumed(resume, config)
+        refuse_planted_links(resume)
         store = Store(resume / DATABASE)
         try:
             store.claim_writer()
@@ -200,7 +219,11 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         require_extra(track)
         check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
     config, run_dir, store = start(config, out=out, resume=resume)
-    handler = logging.FileHandler(run_dir / "run.log")
+    try:
+        handler = _LogFile(run_dir / LOG_FILE)
+    except BaseException:
+        store.close()
+        raise
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -269,6 +292,7 @@ def rebuild_report(run_dir: Path, ranking=None) -> None:
             ranking = config_module.load(run_dir / CONFIG_FILE).report
         except ConfigError as error:
             raise RunError(f"report: {run_dir / CONFIG_FILE}: {error}") from None
+    refuse_planted_links(run_dir)
     store = Store(run_dir / DATABASE)
     try:
         finish(run_dir, store, store.meta("name") or run_dir.name, ranking)
