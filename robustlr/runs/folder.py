@@ -27,6 +27,7 @@ from robustlr.regimes.dp_settings import check_fits_data, settings_of
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
+from robustlr.runs import fingerprint
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
@@ -169,8 +170,9 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
         refuse_planted_links(resume)
         store = Store(resume / DATABASE)
         try:
+            fingerprint.check(store, config, str(resume))
             store.claim_writer()
-        except StoreError:
+        except (StoreError, fingerprint.ConfigChanged):
             store.close()
             raise
         return config, resume, store
@@ -189,6 +191,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
         store = Store(run_dir / DATABASE)
         store.claim_writer()
         store.set_meta("name", config.name)
+        fingerprint.record(store, config)
     except OSError as error:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
