@@ -19,17 +19,24 @@ from robustlr.errors import InputError
 
 
 def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
-    import yaml
+    """The trial records (from results.sqlite, integrity-checked, when the folder has one; else
+    from summary.json, as a folder copied without its database) and the raw config."""
+    from robustlr import safe_yaml
 
     summary, config = run_dir / "summary.json", run_dir / "config.yaml"
-    if not summary.is_file():
+    if (run_dir / "results.sqlite").is_file():
+        from robustlr.cli.gate import load_summaries
+
+        records: object = load_summaries(run_dir)
+    elif not summary.is_file():
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no summary.json (not a run folder?)")
-    try:
-        records = json.loads(summary.read_text())
-        raw = yaml.safe_load(config.read_text()) if config.is_file() else {}
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise InputError(f"RUN_DIR: cannot read {str(run_dir)!r} ({type(error).__name__})") from None
-    if not isinstance(records, list):
+    else:
+        try:
+            records = json.loads(summary.read_text())
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"RUN_DIR: cannot read {str(summary)!r} ({type(error).__name__})") from None
+    raw = safe_yaml.load_file(config) if config.is_file() else {}  # bounded; one-line errors
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InputError(f"RUN_DIR: {str(summary)!r} is not a list of trial records")
     return records, raw if isinstance(raw, dict) else {}
 

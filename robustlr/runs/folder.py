@@ -16,7 +16,7 @@ from torch import nn
 
 from robustlr import config as config_module
 from robustlr import models
-from robustlr.config import ConfigError, ExperimentConfig
+from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
 from robustlr.data import DataError
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
@@ -286,15 +286,30 @@ def trial_counts(run_dir: Path) -> dict[str, int]:
         store.close()
 
 
+def _saved_ranking(path: Path) -> ReportConfig:
+    """The ``report`` section of a run folder's config, and nothing else: validating the whole
+    config would import the model and data factories it names (a folder may come from
+    elsewhere), and a report needs none of them."""
+    from pydantic import ValidationError
+
+    from robustlr.safe_yaml import load_file
+
+    raw = load_file(path)
+    section = raw.get("report") if isinstance(raw, dict) else None
+    try:
+        return ReportConfig.model_validate(section or {})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in ("report", *problem["loc"]))
+        raise RunError(f"report: {path}: {field}: {problem['msg']}") from None
+
+
 def rebuild_report(run_dir: Path, ranking=None) -> None:
     """Rewrite the exports and report; ``ranking`` replaces the config's ``report`` settings."""
     if not (run_dir / DATABASE).is_file():
         raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
     if ranking is None and (run_dir / CONFIG_FILE).is_file():
-        try:
-            ranking = config_module.load(run_dir / CONFIG_FILE).report
-        except ConfigError as error:
-            raise RunError(f"report: {run_dir / CONFIG_FILE}: {error}") from None
+        ranking = _saved_ranking(run_dir / CONFIG_FILE)
     refuse_planted_links(run_dir)
     store = Store(run_dir / DATABASE)
     try:
