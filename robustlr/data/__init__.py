@@ -25,6 +25,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from robustlr.data import augment, files, streaming
+from robustlr.data import labels as label_checks
 from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
 from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
@@ -128,8 +129,8 @@ def _in_memory(config: DataConfig, source: Source, val: Split | None, seed: int)
                       name=config.name)
 
 
-def _classes(*labels) -> int:
-    return int(max(int(np.asarray(y).max()) if len(y) else 0 for y in labels)) + 1
+def _classes(*labels) -> int:  # training, test, validation: checked in data/labels.py
+    return label_checks.num_classes(*labels)
 
 
 STATS_SAMPLE = 5000

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
 from robustlr.data import DataError
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
+from robustlr.grid import spec_text
 from robustlr.nofollow import open_append, refuse_links_below
 from robustlr.privacy.engine import check_grad_sample_mode
 from robustlr.privacy.modules import fix_model
@@ -91,6 +93,35 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
     return saved
 
 
+MAX_TRIALS = 10_000
+"""The largest grid `robustlr run` starts without --max-trials (each trial trains a model)."""
+
+
+def check_grid_size(config: ExperimentConfig, max_trials: int = MAX_TRIALS) -> None:
+    """Refuse a grid above ``max_trials`` from its dimensions alone, before it is expanded (two
+    million trials took minutes to expand, silently)."""
+    sizes = [math.prod(len(dims[name]) for name in dims) for dims in config.dimension_sets()]
+    if sum(sizes) > max_trials:
+        shown = f"{' + '.join(f'{size:,}' for size in sizes)} over grids; " if len(sizes) > 1 else ""
+        raise RunError(f"grid: {sum(sizes):,} trials ({shown}schedules x regimes x poisoning x "
+                       f"filter x averaging x lr_scales x seeds) is above the limit of "
+                       f"{max_trials:,}; shrink the grid or pass --max-trials {sum(sizes)}")
+
+
+def _check_classes(config: ExperimentConfig, num_classes: int) -> None:
+    """An attack that cannot run on this many classes (reference AutoAttack: 4 for standard)
+    is a config error now, not a failure after training."""
+    from robustlr.catalog import ATTACKS
+
+    specs = [("evaluation.attack", config.evaluation.attack)] if config.evaluation.attack else []
+    specs += [(f"evaluation.final[{i}]", spec) for i, spec in enumerate(config.evaluation.final)]
+    for field, spec in specs:
+        needed = getattr(ATTACKS.build(spec), "classes_needed", 2)
+        if num_classes < needed:
+            raise RunError(f"{field}: {spec_text(spec)} needs at least {needed} classes; the data "
+                           f"has {num_classes}")
+
+
 def _check_data(config: ExperimentConfig) -> None:
     """Load the data once before any folder exists: a missing dataset is a one-line error,
     not one failed trial per grid point. Forked workers inherit the cached result."""
@@ -107,6 +138,7 @@ def _check_data(config: ExperimentConfig) -> None:
                      mean=bundle.mean, std=bundle.std)
     except (SpecError, ValueError) as error:
         raise RunError(f"model: {error}") from None
+    _check_classes(config, bundle.num_classes)
     examples = len(bundle.train[1])
     if config.train.batch_size > examples:  # every epoch would be one short full batch
         raise RunError(f"train.batch_size: {config.train.batch_size} is larger than the "
@@ -163,10 +195,14 @@ def require_extra(extra: str) -> None:
 
 
 def start(config: ExperimentConfig | None, *, out: Path | None = None,
-          resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
+          resume: Path | None = None,
+          max_trials: int = MAX_TRIALS) -> tuple[ExperimentConfig, Path, Store]:
     """Validate the target folder, then create it; returns the config to run and its store."""
+    if config is not None:
+        check_grid_size(config, max_trials)
     if resume is not None:
         config = _open_resumed(resume, config)
+        check_grid_size(config, max_trials)
         refuse_planted_links(resume)
         store = Store(resume / DATABASE)
         try:
@@ -206,7 +242,8 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
 def execute(config: ExperimentConfig | None, *, out: Path | None = None,
             resume: Path | None = None, workers: int = 1, save_models: bool = False,
             show_progress: bool = True, backend: str = "local", address: str | None = None,
-            track: str | None = None, tracking_uri: str | None = None) -> Path:
+            track: str | None = None, tracking_uri: str | None = None,
+            max_trials: int = MAX_TRIALS) -> Path:
     """Run (or finish) a grid and write its exports and report; returns the run folder.
 
     ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
@@ -221,7 +258,7 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
     if track is not None:
         require_extra(track)
         check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
-    config, run_dir, store = start(config, out=out, resume=resume)
+    config, run_dir, store = start(config, out=out, resume=resume, max_trials=max_trials)
     try:
         handler = _LogFile(run_dir / LOG_FILE)
     except BaseException:
