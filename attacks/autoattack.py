@@ -69,12 +69,18 @@ class AutoAttack:
         """The sub-attacks in the reference order, each a cascade attack of its own."""
         return [(name, AutoAttackStage(parent=self, stage=name)) for name in self.stage_names]
 
+    @property
+    def classes_needed(self) -> int:
+        """The fewest classes this version runs on: its DLR loss reads the third-largest logit,
+        and the standard version's targeted attacks need three other classes."""
+        return 4 if self.version == "standard" else 3
+
     def reference(self, model: nn.Module, device: torch.device, num_classes: int) -> Any:
         """pyautoattack's ``AutoAttack`` for ``model``, set up as this attack's version."""
         from pyautoattack import AutoAttack as Reference
 
         # the DLR loss reads the 3rd-largest logit, its targeted form the 4th
-        needed = 4 if self.version == "standard" else 3
+        needed = self.classes_needed
         if num_classes < needed:
             raise ValueError(f"AutoAttack {self.version} needs at least {needed} classes (its DLR "
                              f"loss), got {num_classes}")

@@ -11,7 +11,7 @@ CLI's report, gate and compare trust; ``summary.json`` and ``epochs.csv`` are it
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,9 +137,12 @@ class Run:
         rebuild_report(self.path)
         return self.path / "report.html"
 
-    def model(self, trial_id: str, which: str = "model") -> nn.Module:
+    def model(self, trial_id: str, which: str = "model", *,
+              trust: Iterable[str] = ()) -> nn.Module:
         """A trial's saved model (``model``: the final weights, with ``--save-models``) or
-        checkpoint (``best``/``last``, with ``train.checkpoints``), in eval mode."""
+        checkpoint (``best``/``last``, with ``train.checkpoints``), in eval mode. A user model
+        factory the checkpoint names is imported only if ``trust`` names it (as
+        :func:`robustlr.models.load`)."""
         from robustlr import models
 
         if which not in CHECKPOINTS:
@@ -149,4 +152,4 @@ class Run:
             raise InputError(f"trial_id: no {which}.pt for trial {trial_id!r} in {self.path} "
                              "(models are saved with --save-models, checkpoints with "
                              "train.checkpoints)")
-        return models.load(path).eval()
+        return models.load(path, trust=trust).eval()

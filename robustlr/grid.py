@@ -27,15 +27,18 @@ class Trial:
     filter: str = "none"
     averaging: str = "none"
     data_hash: str = ""  # the data config and split (data_key); "" for a trial built by hand
+    setup_hash: str = ""  # train.*, model, evaluation, filtering (setup_key); "" by hand
+    model: str = ""  # the model spec as written; described, not hashed (setup_hash covers it)
 
     @property
     def id(self) -> str:
-        canonical = {key: value if key == "data_hash" else _canonical(value)
-                     for key, value in asdict(self).items()}
+        canonical = {key: value if key.endswith("_hash") else _canonical(value)
+                     for key, value in asdict(self).items() if key != "model"}
         if canonical["averaging"] == "none":  # ids of runs from before averaging stay the same
             del canonical["averaging"]
-        if not canonical["data_hash"]:
-            del canonical["data_hash"]
+        for key in ("data_hash", "setup_hash"):  # a trial built by hand keeps its id
+            if not canonical[key]:
+                del canonical[key]
         digest = hashlib.sha1(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
         return f"{parse(self.schedule).name.replace(':', '_')}-{digest[:10]}"  # a folder name
 
@@ -63,6 +66,21 @@ def data_key(config: ExperimentConfig) -> str:
     raw = compact(config.data.model_dump(mode="json"))
     for location in ("root", "download"):
         raw.pop(location, None)
+    return hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
+
+
+NEUTRAL_TRAIN_KEYS = ("checkpoints", "checkpoint_every")
+"""train.* keys that decide what is saved, never what is trained or measured."""
+
+
+def setup_key(config: ExperimentConfig) -> str:
+    """A hash of everything besides the grid dimensions and the data that changes a trial's
+    result: the training recipe (train.*), the model with its arguments, the evaluation and the
+    filtering run. Two configs that differ there never share a trial id, so a resumed or
+    merged grid cannot present trials trained two ways as one."""
+    raw = {"train": config.train.model_dump(mode="json", exclude=set(NEUTRAL_TRAIN_KEYS)),
+           "model": config.model, "evaluation": config.evaluation.model_dump(mode="json"),
+           "filtering": config.filtering.model_dump(mode="json")}
     return hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -106,13 +124,14 @@ def data_record(data_config, bundle, *, seed: int, private: bool = False) -> dic
 
 
 def expand(config: ExperimentConfig) -> list[Trial]:
-    data = data_key(config)
+    data, setup, model = data_key(config), setup_key(config), spec_text(config.model)
     trials = []
     for d in config.dimension_sets():
         product = itertools.product(d["schedules"], d["regimes"], d["poisoning"], d["filter"],
                                     d["averaging"], d["lr_scales"], d["seeds"])
         trials += [Trial(spec_text(schedule), spec_text(regime), float(scale), int(seed),
-                         spec_text(poison), spec_text(defence), spec_text(averaging), data)
+                         spec_text(poison), spec_text(defence), spec_text(averaging), data,
+                         setup, model)
                    for schedule, regime, poison, defence, averaging, scale, seed in product]
     by_id: dict[str, Trial] = {}
     for trial in trials:  # "cosine" and "cosine()" are one trial

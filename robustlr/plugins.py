@@ -76,3 +76,48 @@ def call(factory: Callable[..., Any], kwargs: dict[str, Any], context: dict[str,
     except Exception as error:
         message = str(error).splitlines()[0] if str(error) else ""
         raise PluginError(f"{field}: the factory raised {type(error).__name__}: {message}") from None
+
+
+# --- factories named in files: imported only when the caller trusts them -------------------
+
+ZOOS = ("torchvision", "timm")
+"""Model families whose names map to a fixed table of constructors (never an arbitrary import)."""
+DOWNLOADS = frozenset({"weights", "weights_backbone", "pretrained", "pretrained_cfg",
+                       "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"})
+"""Zoo options that fetch or read further files: a spec read from a file may not set them."""
+
+
+class UntrustedFactory(PluginError):
+    """A spec read from a file (checkpoint metadata, a sidecar) names code the caller did not
+    choose: one line naming what it would import, exit 2."""
+
+
+def trusted_set(trust: Any, *, field: str = "trust") -> frozenset[str]:
+    """The import paths the caller trusts, each checked to be one ('pkg.mod:Factory')."""
+    names = [trust] if isinstance(trust, str) else list(trust or ())
+    for name in names:
+        if not isinstance(name, str) or not is_import_path(name):
+            raise PluginError(f"{field}: {name!r} is not an import path of the form "
+                              "'package.module:factory'")
+    return frozenset(name.strip() for name in names)
+
+
+def require_trusted(name: str, params: Any, trust: frozenset[str], *, where: str,
+                    zoos: tuple[str, ...] = ()) -> None:
+    """Refuse ``name`` (read from a file) unless it is a registry name (no colon), a family in
+    ``zoos`` without download options, or an import path the caller trusts. Nothing is
+    imported here: the check comes before any import the name would cause."""
+    if ":" not in name or name.strip() in trust:
+        return
+    prefix = name.partition(":")[0]
+    if prefix in zoos:
+        asked = sorted(key for key, _ in params if key in DOWNLOADS)
+        if asked:
+            raise UntrustedFactory(f"{where}: model {name!r} sets {asked[0]!r}, which fetches or "
+                                   "reads other files; a spec read from a file may not (pass "
+                                   f"--trust-factory {name} if you trust it)")
+        return
+    module, _, attribute = name.partition(":")
+    raise UntrustedFactory(f"{where}: names the factory {name!r}; loading it would import "
+                           f"{module!r} and call {attribute!r}; refused (pass --trust-factory "
+                           f"{name}, or trust=[{name!r}], if you trust that code)")

@@ -80,3 +80,20 @@ def kill_when_frozen(process: subprocess.Popen, ready: Callable[[], bool], *,
             return
         os.killpg(process.pid, signal.SIGCONT)
         time.sleep(0.05)
+
+
+def cli(*args: Any) -> Any:
+    """``robustlr ARGS`` in this process (click's runner); arguments may be paths."""
+    from click.testing import CliRunner
+
+    from robustlr.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line(result: Any, code: int) -> str:
+    """The command's one-line error, after checking it exited with ``code``."""
+    assert result.exit_code == code, result.output
+    message = result.output.strip()
+    assert message.startswith("robustlr: error: ") and "\n" not in message, result.output
+    return message

@@ -23,13 +23,23 @@ import click
 from robustlr.errors import InputError
 
 
-def _load_model(path: Path, device):
+def _trusted(names: tuple[str, ...]) -> frozenset[str]:
+    from robustlr.plugins import PluginError, trusted_set
+
+    try:
+        return trusted_set(names, field="--trust-factory")
+    except PluginError as error:
+        raise InputError(str(error)) from None
+
+
+def _load_model(path: Path, device, trust: frozenset[str]):
     from robustlr import models
 
     if not path.is_file():
         raise InputError(f"MODEL_PATH: no such file {str(path)!r}")
     try:
-        return models.load(path, map_location="cpu").to(device), models.read_metadata(path)
+        return (models.load(path, map_location="cpu", trust=trust).to(device),
+                models.read_metadata(path))
     except ValueError as error:  # models.load's own one-line message
         raise InputError(f"MODEL_PATH: {error}") from None
     except Exception as error:  # a truncated file or a foreign pickle
@@ -61,16 +71,22 @@ def _load_data(name: str, split: str, root: str, limit: int | None, input_shape:
     return x, y
 
 
-def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | None):
+def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | None,
+                    trust: frozenset[str] = frozenset()):
     """The split the model was trained on, as its checkpoint records it (data config, trial
-    seed, split fingerprint); None for a checkpoint that records none (saved by hand)."""
+    seed, split fingerprint); None for a checkpoint that records none (saved by hand). A data
+    factory the file names is imported only if the caller trusts it, as a model factory."""
     record = (meta.get("extra") or {}).get("data")
-    if not isinstance(record, dict) or "config" not in record:
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         return None
     from robustlr import data
     from robustlr.grid import SPLIT_SCOPES, split_hash
+    from robustlr.plugins import require_trusted
 
     config = {**record["config"], "root": root}
+    if not isinstance(config.get("name"), str):
+        raise InputError("MODEL_PATH: the checkpoint's data record names no dataset")
+    require_trusted(config["name"], (), trust, where="MODEL_PATH: the checkpoint's data")
     trained_on = config.get("path") or config.get("factory") or config["name"]
     if name not in {config["name"], trained_on}:
         raise InputError(f"--data: the model was trained on {trained_on!r}, not {name!r}; "
@@ -148,25 +164,30 @@ def _table(result: dict[str, Any]) -> str:
 @click.option("--input-shape", help="With --arch: the input shape, channels first, e.g. 1,8,8.")
 @click.option("--num-classes", type=click.IntRange(min=2), default=10, show_default=True,
               help="With --arch: the number of classes.")
+@click.option("--trust-factory", "trust", multiple=True, metavar="PKG.MOD:FACTORY",
+              help="Import and call this factory when the checkpoint (or its sidecar) names it; "
+                   "without it a factory named in a file is refused (repeat for several).")
 def attack(model_path: Path, dataset: str, specs: tuple[str, ...], split: str,
            limit: int | None, batch_size: int, device: str, root: str, as_json: bool,
-           arch: str | None, input_shape: str | None, num_classes: int) -> None:
+           arch: str | None, input_shape: str | None, num_classes: int,
+           trust: tuple[str, ...]) -> None:
     """Robust accuracy of the model saved at MODEL_PATH under a cascade of attacks."""
     from robustlr.attacks import cascade, expand_stages
     from robustlr.results import robustbench
 
     attacks = _build_attacks(specs)  # cheapest check first: a typo fails before any loading
     target = _device(device)
+    trusted = _trusted(trust)
     foreign = robustbench.foreign_spec(model_path, arch=arch, input_shape=input_shape,
-                                       num_classes=num_classes)
+                                       num_classes=num_classes, trust=trusted)
     if foreign is None:
-        model, meta = _load_model(model_path, target)
+        model, meta = _load_model(model_path, target, trusted)
     else:  # a state dict plus an architecture name, as RobustBench's model zoo stores them
         if not model_path.is_file():
             raise InputError(f"MODEL_PATH: no such file {str(model_path)!r}")
         model = robustbench.load_checkpoint(model_path, **foreign).to(target)
         meta = {"input_shape": list(foreign["input_shape"])}
-    recorded = _recorded_split(meta, dataset, split, root, limit)
+    recorded = _recorded_split(meta, dataset, split, root, limit, trusted)
     x, y = recorded or _load_data(dataset, split, root, limit, meta["input_shape"])
     started = time.perf_counter()
     # autoattack's sub-attacks become rows of their own, as RobustBench logs them

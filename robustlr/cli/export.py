@@ -19,17 +19,24 @@ from robustlr.errors import InputError
 
 
 def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
-    import yaml
+    """The trial records (from results.sqlite, integrity-checked, when the folder has one; else
+    from summary.json, as a folder copied without its database) and the raw config."""
+    from robustlr import safe_yaml
 
     summary, config = run_dir / "summary.json", run_dir / "config.yaml"
-    if not summary.is_file():
+    if (run_dir / "results.sqlite").is_file():
+        from robustlr.cli.gate import load_summaries
+
+        records: object = load_summaries(run_dir)
+    elif not summary.is_file():
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no summary.json (not a run folder?)")
-    try:
-        records = json.loads(summary.read_text())
-        raw = yaml.safe_load(config.read_text()) if config.is_file() else {}
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
-        raise InputError(f"RUN_DIR: cannot read {str(run_dir)!r} ({type(error).__name__})") from None
-    if not isinstance(records, list):
+    else:
+        try:
+            records = json.loads(summary.read_text())
+        except (ValueError, RecursionError) as error:
+            raise InputError(f"RUN_DIR: cannot read {str(summary)!r} ({type(error).__name__})") from None
+    raw = safe_yaml.load_file(config) if config.is_file() else {}  # bounded; one-line errors
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise InputError(f"RUN_DIR: {str(summary)!r} is not a list of trial records")
     return records, raw if isinstance(raw, dict) else {}
 
@@ -45,6 +52,7 @@ def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
 def export(run_dir: Path, fmt: str, select: str, out: Path | None) -> None:
     """Export the results of the run in RUN_DIR in another tool's format."""
     from robustlr.grid import spec_text
+    from robustlr.nofollow import write_atomic
     from robustlr.results import robustbench
 
     records, config = _read_run(run_dir)
@@ -52,7 +60,8 @@ def export(run_dir: Path, fmt: str, select: str, out: Path | None) -> None:
     found = robustbench.entries(records, dataset=str(data.get("name", "unknown")),
                                 architecture=spec_text(config.get("model", "cnn")), select=select)
     target = out or run_dir / f"{fmt}.json"
-    target.write_text(json.dumps(found, indent=2) + "\n")
+    # into the run folder: never through a planted link (nor at --out's name itself)
+    write_atomic(target, json.dumps(found, indent=2) + "\n", check_folder=out is None)
     click.echo(f"{fmt}: {len(found)} entries -> {target}")
 
 

@@ -24,11 +24,15 @@ from robustlr.errors import InputError, RunFailure
 @click.option("--track", type=click.Choice(["mlflow"]),
               help="Log every trial as a tracker run (robustlr[mlflow]).")
 @click.option("--tracking-uri", help="Tracker store (default sqlite:///mlflow.db); needs --track.")
+@click.option("--max-trials", type=click.IntRange(min=1), default=None,
+              help="Run a grid of up to N trials (default limit: 10,000; a larger grid is "
+                   "refused before any folder exists).")
 @click.option("--allow-failures", is_flag=True,
               help="Exit 0 even when trials failed (exploratory grids); they stay in the report.")
 def run(config: Path | None, out: Path | None, workers: int | None, resume: Path | None, quick: bool,
         save_models: bool, no_progress: bool, backend: str, address: str | None,
-        track: str | None, tracking_uri: str | None, allow_failures: bool) -> None:
+        track: str | None, tracking_uri: str | None, max_trials: int | None,
+        allow_failures: bool) -> None:
     """Train the grid in CONFIG (default: the packaged digits audit) and write a run folder.
 
     Exits 1 when any trial failed (raised an error), unless --allow-failures."""
@@ -49,7 +53,8 @@ def run(config: Path | None, out: Path | None, workers: int | None, resume: Path
     run_dir = folder.execute(loaded, out=out, resume=resume, workers=workers or default_workers(),
                              save_models=save_models, show_progress=not no_progress,
                              backend=backend, address=address, track=track,
-                             tracking_uri=tracking_uri)
+                             tracking_uri=tracking_uri,
+                             max_trials=max_trials or folder.MAX_TRIALS)
     counts = folder.trial_counts(run_dir)
     failed, total = counts.get("failed", 0), sum(counts.values())
     click.echo(f"run folder: {run_dir}\nreport: {run_dir / 'report.html'}")

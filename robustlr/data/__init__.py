@@ -27,6 +27,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from robustlr.data import augment, files, normalization, streaming
+from robustlr.data import labels as label_checks
 from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
 from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
@@ -133,8 +134,8 @@ def _normalization(config: DataConfig, x_train: Callable[[], torch.Tensor], *,
     return normalization.exact(x_train()), (normalization.exact_entry(streamed=streamed),)
 
 
-def _classes(*labels) -> int:
-    return int(max(int(np.asarray(y).max()) if len(y) else 0 for y in labels)) + 1
+def _classes(*labels) -> int:  # training, test, validation: checked in data/labels.py
+    return label_checks.num_classes(*labels)
 
 
 STATS_SAMPLE = 5000

@@ -12,7 +12,9 @@ is a torch Dataset of (input, label) with inputs as uint8/float tensors, PIL ima
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from robustlr import plugins
 from robustlr.data.config import DataConfig
+from robustlr.data.labels import check_range
 from robustlr.data.sources import DataError, DatasetNotFoundError, Source
 from robustlr.data.streaming import Examples
 
@@ -48,19 +51,52 @@ def _inputs(x: np.ndarray, what: str) -> np.ndarray:
 
 
 def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
-    if y.ndim != 1 or len(y) != n or not (np.issubdtype(y.dtype, np.integer) or
-                                         (y.size and np.all(np.mod(y, 1) == 0))):
+    if y.ndim != 1 or len(y) != n:
         raise DataError(f"data.path: {what} must be {n} integer labels (one per input), got "
                         f"shape {y.shape} and dtype {y.dtype}")
-    if y.size and y.min() < 0:
-        raise DataError(f"data.path: {what} has negative labels; labels are 0 .. classes - 1")
+    check_range(y, f"data.path: the labels {what}")  # before the cast: 1e20 is no INT64_MIN
     return y.astype(np.int64)
+
+
+MAX_NPZ_BYTES = 1 << 31
+"""The most an .npz may inflate to (its members' sizes, read from the zip's headers before any
+member is read): 2 GiB holds CIFAR-10 as float32 three times over; larger data streams from a
+Dataset factory."""
+
+
+def _check_archive(path: str) -> None:
+    """Refuse, before reading any array: a file that is no zip, members that inflate beyond
+    MAX_NPZ_BYTES (a 4 MB zip bomb of 4 GB), object arrays (they unpickle), and a header that
+    claims more values than its member stores (numpy would allocate them first)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            total = sum(member.file_size for member in members)
+            if total > MAX_NPZ_BYTES:
+                raise DataError(f"data.path: {path!r} inflates to {total} bytes; at most "
+                                f"{MAX_NPZ_BYTES} are read from an .npz (use a Dataset factory)")
+            for member in members:
+                with archive.open(member) as handle:
+                    version = np.lib.format.read_magic(handle)
+                    reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = reader(handle)
+                if dtype.hasobject:
+                    raise DataError(f"data.path: {path!r}: array {member.filename!r} holds Python "
+                                    "objects (refused: loading them runs pickle); store numbers")
+                if math.prod(shape) * dtype.itemsize > member.file_size:
+                    raise DataError(f"data.path: {path!r}: array {member.filename!r} claims shape "
+                                    f"{shape} of {dtype}, more than its {member.file_size} bytes")
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as error:
+        raise DataError(f"data.path: {path!r} is not a readable .npz file "
+                        f"({type(error).__name__}: {error})") from None
 
 
 def npz(config: DataConfig) -> Source:
     path = config.path
     if path is None or not os.path.isfile(path):
         raise DatasetNotFoundError(f"data.path: no such file {path!r} (name 'npz' reads an .npz file)")
+    _check_archive(path)
     try:
         arrays = np.load(path, allow_pickle=False)
         keys = set(arrays.files)
@@ -107,20 +143,46 @@ def factory_datasets(config: DataConfig) -> DatasetSets:
         if dataset is not None and not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
             raise DataError(f"{field}: the {key} dataset is a {type(dataset).__name__}, not a "
                             "torch Dataset (with __getitem__ and __len__)")
-        if dataset is not None and len(dataset) == 0:
-            raise DataError(f"{field}: the {key} dataset is empty")
+        if dataset is not None:
+            _check_length(dataset, f"{field}: the {key} dataset")
     train, test, val = (Examples(d) if d is not None else None for d in parts)
     return DatasetSets(train, test, val)  # type: ignore[arg-type]
 
 
+MAX_EXAMPLES = 10**8
+"""The most examples a factory's split may have: its labels (and, in memory, its inputs) are
+read one example at a time, so a ``__len__`` of 10**12 would hang before any check."""
+
+
+def _check_length(dataset: object, what: str) -> None:
+    try:
+        count = len(dataset)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as error:  # __len__ above sys.maxsize, or no int
+        raise DataError(f"{what}: len() raised {type(error).__name__}: {error}") from None
+    if count == 0:
+        raise DataError(f"{what} is empty")
+    if count > MAX_EXAMPLES:
+        raise DataError(f"{what} has {count} examples; at most {MAX_EXAMPLES} are read (each "
+                        "label is read one example at a time)")
+
+
 def labels(dataset: Examples) -> np.ndarray:
     """Every label of ``dataset``: its ``targets`` when it has them (torchvision's datasets),
-    else read one example at a time (the inputs are loaded and discarded)."""
+    else read one example at a time (the inputs are loaded and discarded); checked before the
+    cast to int64 (a float 1e20 would become INT64_MIN)."""
     base = dataset.base
     targets = getattr(base, "targets", None)
     if targets is not None and len(targets) == len(base):
-        return np.asarray(targets, dtype=np.int64)
-    return np.asarray([int(base[i][1]) for i in range(len(base))], dtype=np.int64)
+        raw = np.asarray(targets)
+    else:
+        raw = np.asarray([_number(base[i][1]) for i in range(len(base))])
+    check_range(raw, f"data.name: the labels of {type(base).__name__}")
+    return raw.astype(np.int64)
+
+
+def _number(label: object) -> float | int:
+    value = label.item() if hasattr(label, "item") else label
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
 
 
 def example_shape(dataset: Examples) -> tuple[int, ...]:

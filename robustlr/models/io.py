@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,9 +14,15 @@ from torch import nn
 
 from robustlr.errors import InputError
 from robustlr.models.plugin import is_plugin, parse_spec
+from robustlr.nofollow import write_atomic
+from robustlr.plugins import ZOOS, require_trusted, trusted_set
 from robustlr.spec import Spec, SpecError
 
 FORMAT = 1
+MAX_CLASSES = 1 << 17
+MAX_INPUT_ELEMENTS = 1 << 24
+"""Bounds on shapes read from a file: a dry run allocates two inputs and the head a row per
+class, so a file asking for 10**15 values per input is refused before any allocation."""
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -46,7 +53,10 @@ def save(model: nn.Module, path: str | os.PathLike, *, spec: str | Mapping[str, 
     except TypeError as error:
         raise TypeError(f"save: 'extra' must be JSON-able: {error}") from None
     state = {key: value.detach().cpu().clone() for key, value in _unwrap(model).state_dict().items()}
-    torch.save({"metadata": text, "state_dict": state}, path)
+    buffer = io.BytesIO()
+    torch.save({"metadata": text, "state_dict": state}, buffer)
+    # a fresh file renamed over ``path``: a link planted at ``path`` is refused, never followed
+    write_atomic(path, buffer.getbuffer(), check_folder=False)
 
 
 def _read(path: str | os.PathLike, map_location: Any) -> tuple[dict[str, Any], dict]:
@@ -81,11 +91,9 @@ def _checked_metadata(text: Any, where: str) -> dict[str, Any]:
         parse_spec(meta["spec"])
     except SpecError as error:
         raise CheckpointError(f"{where!r}: model spec: {error}") from None
-    shape, classes = meta.get("input_shape"), meta.get("num_classes")
-    if not (isinstance(shape, list) and 1 <= len(shape) <= 4 and _ints(shape, 1, 1 << 16)
-            and _ints([classes], 1, 1 << 20)):
-        raise CheckpointError(f"{where!r}: input_shape or num_classes is not a small positive "
-                              "integer list / integer")
+    problem = shape_problem(meta.get("input_shape"), meta.get("num_classes"))
+    if problem:
+        raise CheckpointError(f"{where!r}: {problem}")
     for key in ("mean", "std"):
         values = meta.get(key)
         if not (isinstance(values, list) and len(values) <= 64 and all(
@@ -93,6 +101,18 @@ def _checked_metadata(text: Any, where: str) -> dict[str, Any]:
                 for v in values)):
             raise CheckpointError(f"{where!r}: {key} is not a short list of finite numbers")
     return meta
+
+
+def shape_problem(shape: Any, classes: Any) -> str | None:
+    """Why ``input_shape``/``num_classes`` read from a file cannot be built, or None."""
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4 and _ints(shape, 1, 1 << 16)):
+        return "input_shape is not a list of 1 to 4 positive integers"
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        return (f"input_shape {shape} has {math.prod(shape)} values per input; at most "
+                f"{MAX_INPUT_ELEMENTS} are accepted from a file")
+    if not _ints([classes], 2, MAX_CLASSES):
+        return f"num_classes must be an integer in [2, {MAX_CLASSES}], got {classes!r}"
+    return None
 
 
 def _ints(values: Any, low: int, high: int) -> bool:
@@ -105,11 +125,20 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     return _read(path, "cpu")[0]
 
 
-def load(path: str | os.PathLike, *, map_location: Any = "cpu") -> nn.Module:
-    """Rebuild the saved model, load its weights, and return it in eval mode."""
+def load(path: str | os.PathLike, *, map_location: Any = "cpu",
+         trust: Iterable[str] = ()) -> nn.Module:
+    """Rebuild the saved model, load its weights, and return it in eval mode.
+
+    The file names the model; a built-in, torchvision or timm model is rebuilt from that name,
+    but a user factory (``"mymodels:Net"``) is imported and called only if ``trust`` names it:
+    a checkpoint from elsewhere could name ``os:system``. Otherwise an
+    :class:`~robustlr.plugins.UntrustedFactory` error names what it would import."""
     from robustlr.models import build  # the package imports this module: a cycle at load time
 
+    trusted = trusted_set(trust)
     meta, state = _read(path, map_location)
+    spec = parse_spec(meta["spec"])
+    require_trusted(spec.name, spec.params, trusted, where=repr(os.fspath(path)), zoos=ZOOS)
     model = build(meta["spec"], input_shape=meta["input_shape"], num_classes=meta["num_classes"],
                   mean=meta["mean"], std=meta["std"])
     model.load_state_dict(state)

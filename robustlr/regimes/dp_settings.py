@@ -92,6 +92,11 @@ class DPSettings:
                              f"other modes never form them), got {self.grad_sample_mode!r}")
         for name in ("noise_schedule", "clip_schedule"):
             profile(getattr(self, name))  # a bad schedule spec fails here, not in a worker
+        clip = profile(self.clip_schedule)  # a clip of 0 zeroes every gradient (step 0: warmup)
+        zero = next((t / 1000 for t in range(1000) if not clip(t / 1000) > 0), None)
+        if zero is not None:
+            raise ValueError(f"clip_schedule {self.clip_schedule!r} is {clip(zero):g} at progress "
+                             f"{zero:g}; a clip must stay above 0 (no warmup from 0)")
 
     @property
     def cap(self) -> float | None:

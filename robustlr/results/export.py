@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from robustlr.results.nofollow import write_atomic
-from robustlr.results.store import Store
+from robustlr.results.store import EPOCH_NUMBERS, Store
 
-EPOCH_FIELDS = ["trial", "epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                "test_loss", "test_acc", "epoch_seconds", "samples_per_second"]
+EPOCH_FIELDS = ["trial", *EPOCH_NUMBERS]
 
 
 def epoch_columns(rows: list[dict[str, Any]]) -> list[str]:

@@ -139,34 +139,76 @@ def load_checkpoint(path: Any, *, arch: str, input_shape: tuple[int, ...], num_c
     return model.eval()
 
 
+SIDECAR_BYTES = 1 << 20
+
+
 def foreign_spec(path: Any, *, arch: str | None, input_shape: str | None,
-                 num_classes: int) -> dict[str, Any] | None:
+                 num_classes: int, trust: frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """How to rebuild a checkpoint trained elsewhere: from ``--arch``/``--input-shape``, else
     from a sidecar ``MODEL.json`` ({arch, input_shape, num_classes[, mean, std]}); None for a
-    robustlr checkpoint (neither given)."""
-    import json
+    robustlr checkpoint (neither given). A sidecar comes with a downloaded file: its ``arch``
+    resolves only in robustlr's registry and the torchvision/timm families unless ``trust``
+    names it, and its sizes are bounded before anything is allocated."""
     from pathlib import Path
+
+    from robustlr.models.io import shape_problem
 
     sidecar = Path(path).with_suffix(".json")
     if arch is None and not sidecar.is_file():
         return None
     if arch is None:
-        try:
-            raw = json.loads(sidecar.read_text())
-            arch, shape, num_classes = str(raw["arch"]), raw["input_shape"], int(raw.get("num_classes", 10))
-            mean, std = raw.get("mean"), raw.get("std")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise InputError(f"{sidecar}: needs JSON with arch and input_shape "
-                             f"({type(error).__name__}: {error})") from None
-    else:
-        if input_shape is None:
-            raise InputError("--input-shape: needed with --arch, e.g. 1,8,8 (channels first)")
-        try:
-            shape = [int(d) for d in input_shape.split(",")]
-        except ValueError:
-            raise InputError(f"--input-shape: comma-separated integers like 3,32,32, got {input_shape!r}") from None
-        mean = std = None
-    if not shape or any(d < 1 for d in shape):
-        raise InputError(f"--input-shape: positive sizes like 3,32,32, got {shape!r}")
+        return _sidecar(sidecar, trust)
+    if input_shape is None:
+        raise InputError("--input-shape: needed with --arch, e.g. 1,8,8 (channels first)")
+    try:
+        shape = [int(d) for d in input_shape.split(",")]
+    except ValueError:
+        raise InputError(f"--input-shape: comma-separated integers like 3,32,32, got {input_shape!r}") from None
+    problem = shape_problem(shape, num_classes)
+    if problem:
+        raise InputError(f"--input-shape/--num-classes: {problem}")
     return {"arch": arch, "input_shape": tuple(shape), "num_classes": num_classes,
-            "mean": tuple(mean) if mean else None, "std": tuple(std) if std else None}
+            "mean": None, "std": None}
+
+
+def _sidecar(sidecar: Any, trust: frozenset[str]) -> dict[str, Any]:
+    import json
+
+    from robustlr.models import parse_spec
+    from robustlr.models.io import shape_problem
+    from robustlr.plugins import ZOOS, require_trusted
+
+    def refuse(why: str) -> InputError:
+        return InputError(f"{sidecar}: {why}")
+
+    if sidecar.stat().st_size > SIDECAR_BYTES:
+        raise refuse(f"larger than {SIDECAR_BYTES} bytes; a sidecar holds a few fields")
+    try:
+        raw = json.loads(sidecar.read_bytes())
+    except (ValueError, RecursionError) as error:
+        raise refuse(f"not JSON ({type(error).__name__})") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("arch"), str) or "input_shape" not in raw:
+        raise refuse("needs a JSON object with arch (a model spec) and input_shape")
+    arch, shape, num_classes = raw["arch"], raw["input_shape"], raw.get("num_classes", 10)
+    try:
+        spec = parse_spec(arch)
+    except SpecError as error:
+        raise refuse(f"arch: {error}") from None
+    require_trusted(spec.name, spec.params, trust, where=f"{sidecar}: arch", zoos=ZOOS)
+    problem = shape_problem(shape, num_classes)
+    if problem:
+        raise refuse(problem)
+    stats = {key: raw.get(key) for key in ("mean", "std")}
+    for key, values in stats.items():
+        if values is not None and not _finite_list(values, shape[0]):
+            raise refuse(f"{key} must be a list of {shape[0]} finite numbers (one per channel)")
+    return {"arch": arch, "input_shape": tuple(shape), "num_classes": num_classes,
+            "mean": tuple(stats["mean"]) if stats["mean"] else None,
+            "std": tuple(stats["std"]) if stats["std"] else None}
+
+
+def _finite_list(values: Any, length: int) -> bool:
+    import math
+
+    return isinstance(values, list) and len(values) == length and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)

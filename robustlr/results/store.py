@@ -17,9 +17,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from robustlr.errors import RunFailure
+from robustlr.nofollow import refuse_symlink
+from robustlr.records import SUMMARY_METRICS
 from robustlr.results import writer_lock
 
 FINAL_STATUSES = ("ok", "diverged", "failed", "budget_exhausted")
+EPOCH_NUMBERS = ("epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "test_loss", "test_acc", "epoch_seconds", "samples_per_second")
+SIDE_FILES = ("-wal", "-shm", "-journal", ".lock")
 INTERRUPTED = "interrupted"
 """A trial whose worker died (killed, out of memory): not final, ``--resume`` re-runs it."""
 
@@ -67,9 +72,14 @@ def _finite(value: Any) -> Any:
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # SQLite opens (and creates) its files following links: a planted results.sqlite,
+        # -wal or -shm link would have it write into the file the link names
+        for name in (self.path.name, *(self.path.name + tail for tail in SIDE_FILES)):
+            refuse_symlink(self.path.with_name(name))
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
+            _check_integrity(self._db, self.path)
             self._db.executescript(_SCHEMA)
             _check_schema(self._db, self.path)
         except sqlite3.Error as error:
@@ -166,7 +176,7 @@ class Store:
     def summaries(self) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT summary FROM trials WHERE summary IS NOT NULL "
                                 "ORDER BY position").fetchall()
-        return [_record(row[0], "a trial summary", self.path) for row in rows]
+        return [_summary(row[0], "a trial summary", self.path) for row in rows]
 
     def epochs(self, trial: str | None = None) -> list[dict[str, Any]]:
         """Every epoch row in grid order, or only ``trial``'s."""
@@ -176,13 +186,14 @@ class Store:
         else:
             rows = self._db.execute("SELECT e.record FROM epochs e JOIN trials t USING (trial) "
                                     "ORDER BY t.position, e.epoch").fetchall()
-        return [_record(row[0], "an epoch row", self.path) for row in rows]
+        return [_typed(_record(row[0], "an epoch row", self.path), EPOCH_NUMBERS,
+                       "an epoch row", self.path) for row in rows]
 
     def trials(self) -> list[tuple[str, str, dict[str, Any] | None]]:
         """(trial, status, summary or None) of every registered trial, in grid order."""
         rows = self._db.execute("SELECT trial, status, summary FROM trials ORDER BY position")
         return [(trial, status, None if summary is None
-                 else _record(summary, f"trial {trial}'s summary", self.path))
+                 else _summary(summary, f"trial {trial}'s summary", self.path))
                 for trial, status, summary in rows.fetchall()]
 
     def counts(self) -> dict[str, int]:
@@ -202,6 +213,31 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
         if found != columns:
             raise StoreError(f"{path} is not a robustlr results database: table {table} has "
                              f"columns {found}, expected {columns} (was it edited?)")
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """A database with damaged pages reads back wrong or partial rows (a gate on it could pass):
+    SQLite's own check of every page and index, before any command reads it."""
+    problems = [str(row[0]) for row in db.execute("PRAGMA quick_check(3)").fetchall()]
+    if problems != ["ok"]:
+        found = "; ".join(" ".join(problem.split()) for problem in problems)
+        raise StoreError(f"{path} is damaged (SQLite integrity check: {found[:200]}); restore it "
+                         "from a copy, or re-run the grid")
+
+
+def _typed(record: dict[str, Any], numeric: Iterable[str], what: str, path: Path) -> dict[str, Any]:
+    """A numeric field holding a string (or a list) is an error, not a value readers skip: a
+    report would silently drop the trial, a gate would call its bound missing."""
+    for key in numeric:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise StoreError(f"{path}: {what} has {key} = {value!r}, not a number (the database "
+                             "was edited or is corrupted); restore it, or re-run the trial")
+    return record
+
+
+def _summary(text: Any, what: str, path: Path) -> dict[str, Any]:
+    return _typed(_record(text, what, path), SUMMARY_METRICS, what, path)
 
 
 def _record(text: Any, what: str, path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -16,16 +17,18 @@ from torch import nn
 
 from robustlr import config as config_module
 from robustlr import models
-from robustlr.config import ConfigError, ExperimentConfig
+from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
 from robustlr.data import DataBundle, DataError, normalization
 from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
 from robustlr.grid import spec_text
+from robustlr.nofollow import open_append, refuse_links_below
 from robustlr.regimes import REGIMES
 from robustlr.regimes.base import Plan
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
-from robustlr.results.store import INTERRUPTED, Store, StoreError
+from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
+from robustlr.runs import fingerprint
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
@@ -35,7 +38,24 @@ from robustlr.training.trial import prepare_data
 
 log = logging.getLogger("robustlr")
 
-CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
+CONFIG_FILE, DATABASE, LOG_FILE = "config.yaml", "results.sqlite", "run.log"
+WRITTEN = (CONFIG_FILE, DATABASE, *(DATABASE + tail for tail in SIDE_FILES), LOG_FILE,
+           "summary.json", "epochs.csv", "report.html", "report.md", "robustbench.json")
+"""The files a run folder's commands write at its top level; with ``figures/`` and ``trials/``
+they are checked for planted links before a resume or a report writes anything."""
+
+
+class _LogFile(logging.FileHandler):
+    """The run log, appended to without following a link planted at its name."""
+
+    def _open(self):
+        return open_append(Path(self.baseFilename))
+
+
+def refuse_planted_links(run_dir: Path) -> None:
+    """A link at any name a run writes (the database and its side files, the log, exports,
+    reports, figures, checkpoints) is refused with one line (exit 1) before anything is written."""
+    refuse_links_below(run_dir, WRITTEN, ("figures", "trials"))
 
 
 class RunError(InputError):
@@ -73,6 +93,35 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
     return saved
 
 
+MAX_TRIALS = 10_000
+"""The largest grid `robustlr run` starts without --max-trials (each trial trains a model)."""
+
+
+def check_grid_size(config: ExperimentConfig, max_trials: int = MAX_TRIALS) -> None:
+    """Refuse a grid above ``max_trials`` from its dimensions alone, before it is expanded (two
+    million trials took minutes to expand, silently)."""
+    sizes = [math.prod(len(dims[name]) for name in dims) for dims in config.dimension_sets()]
+    if sum(sizes) > max_trials:
+        shown = f"{' + '.join(f'{size:,}' for size in sizes)} over grids; " if len(sizes) > 1 else ""
+        raise RunError(f"grid: {sum(sizes):,} trials ({shown}schedules x regimes x poisoning x "
+                       f"filter x averaging x lr_scales x seeds) is above the limit of "
+                       f"{max_trials:,}; shrink the grid or pass --max-trials {sum(sizes)}")
+
+
+def _check_classes(config: ExperimentConfig, num_classes: int) -> None:
+    """An attack that cannot run on this many classes (reference AutoAttack: 4 for standard)
+    is a config error now, not a failure after training."""
+    from robustlr.catalog import ATTACKS
+
+    specs = [("evaluation.attack", config.evaluation.attack)] if config.evaluation.attack else []
+    specs += [(f"evaluation.final[{i}]", spec) for i, spec in enumerate(config.evaluation.final)]
+    for field, spec in specs:
+        needed = getattr(ATTACKS.build(spec), "classes_needed", 2)
+        if num_classes < needed:
+            raise RunError(f"{field}: {spec_text(spec)} needs at least {needed} classes; the data "
+                           f"has {num_classes}")
+
+
 def _check_data(config: ExperimentConfig) -> None:
     """Load the data once before any folder exists: a missing dataset is a one-line error,
     not one failed trial per grid point. Forked workers inherit the cached result."""
@@ -89,6 +138,7 @@ def _check_data(config: ExperimentConfig) -> None:
                      mean=bundle.mean, std=bundle.std)
     except (SpecError, ValueError) as error:
         raise RunError(f"model: {error}") from None
+    _check_classes(config, bundle.num_classes)
     examples = len(bundle.train[1])
     if config.train.batch_size > examples:  # every epoch would be one short full batch
         raise RunError(f"train.batch_size: {config.train.batch_size} is larger than the "
@@ -151,14 +201,20 @@ def require_extra(extra: str) -> None:
 
 
 def start(config: ExperimentConfig | None, *, out: Path | None = None,
-          resume: Path | None = None) -> tuple[ExperimentConfig, Path, Store]:
+          resume: Path | None = None,
+          max_trials: int = MAX_TRIALS) -> tuple[ExperimentConfig, Path, Store]:
     """Validate the target folder, then create it; returns the config to run and its store."""
+    if config is not None:
+        check_grid_size(config, max_trials)
     if resume is not None:
         config = _open_resumed(resume, config)
+        check_grid_size(config, max_trials)
+        refuse_planted_links(resume)
         store = Store(resume / DATABASE)
         try:
+            fingerprint.check(store, config, str(resume))
             store.claim_writer()
-        except StoreError:
+        except (StoreError, fingerprint.ConfigChanged):
             store.close()
             raise
         return config, resume, store
@@ -177,6 +233,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
         store = Store(run_dir / DATABASE)
         store.claim_writer()
         store.set_meta("name", config.name)
+        fingerprint.record(store, config)
     except OSError as error:
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -191,7 +248,8 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
 def execute(config: ExperimentConfig | None, *, out: Path | None = None,
             resume: Path | None = None, workers: int = 1, save_models: bool = False,
             show_progress: bool = True, backend: str = "local", address: str | None = None,
-            track: str | None = None, tracking_uri: str | None = None) -> Path:
+            track: str | None = None, tracking_uri: str | None = None,
+            max_trials: int = MAX_TRIALS) -> Path:
     """Run (or finish) a grid and write its exports and report; returns the run folder.
 
     ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
@@ -206,8 +264,12 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
     if track is not None:
         require_extra(track)
         check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
-    config, run_dir, store = start(config, out=out, resume=resume)
-    handler = logging.FileHandler(run_dir / "run.log")
+    config, run_dir, store = start(config, out=out, resume=resume, max_trials=max_trials)
+    try:
+        handler = _LogFile(run_dir / LOG_FILE)
+    except BaseException:
+        store.close()
+        raise
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
@@ -267,15 +329,31 @@ def trial_counts(run_dir: Path) -> dict[str, int]:
         store.close()
 
 
+def _saved_ranking(path: Path) -> ReportConfig:
+    """The ``report`` section of a run folder's config, and nothing else: validating the whole
+    config would import the model and data factories it names (a folder may come from
+    elsewhere), and a report needs none of them."""
+    from pydantic import ValidationError
+
+    from robustlr.safe_yaml import load_file
+
+    raw = load_file(path)
+    section = raw.get("report") if isinstance(raw, dict) else None
+    try:
+        return ReportConfig.model_validate(section or {})
+    except ValidationError as error:
+        problem = error.errors()[0]
+        field = ".".join(str(part) for part in ("report", *problem["loc"]))
+        raise RunError(f"report: {path}: {field}: {problem['msg']}") from None
+
+
 def rebuild_report(run_dir: Path, ranking=None) -> None:
     """Rewrite the exports and report; ``ranking`` replaces the config's ``report`` settings."""
     if not (run_dir / DATABASE).is_file():
         raise RunError(f"report: {run_dir} holds no {DATABASE}; is it a robustlr run folder?")
     if ranking is None and (run_dir / CONFIG_FILE).is_file():
-        try:
-            ranking = config_module.load(run_dir / CONFIG_FILE).report
-        except ConfigError as error:
-            raise RunError(f"report: {run_dir / CONFIG_FILE}: {error}") from None
+        ranking = _saved_ranking(run_dir / CONFIG_FILE)
+    refuse_planted_links(run_dir)
     store = Store(run_dir / DATABASE)
     try:
         finish(run_dir, store, store.meta("name") or run_dir.name, ranking)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from robustlr.config import ExperimentConfig
 from robustlr.grid import Trial
+from robustlr.nofollow import refuse_symlink
 from robustlr.results.store import INTERRUPTED, Store, StoreError
 from robustlr.runs.events import EpochEnded, Event, TrialEnded
 from robustlr.training.trial import failed_record, run_trial
@@ -35,6 +36,8 @@ def execute(task: TrialTask, emit: Callable[[Event], None]) -> None:
     Any exception becomes a ``failed`` trial; the grid goes on."""
     trial_id = task.trial.id
     try:
+        for folder in (task.run_dir / "trials", task.run_dir / "trials" / trial_id):
+            refuse_symlink(folder)  # checkpoints go there: never through a planted link
         summary = run_trial(task.config, task.trial,
                             on_epoch=lambda row: emit(EpochEnded(trial_id, row)),
                             trial_dir=task.run_dir / "trials" / trial_id,

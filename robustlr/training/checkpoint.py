@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustlr.nofollow import NOFOLLOW, refuse_symlink
+
 log = logging.getLogger("robustlr")
 
 FORMAT, KEEP = 1, 2
@@ -107,9 +109,14 @@ class Writer:
     def _write(self, epoch: int, data: memoryview) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            refuse_symlink(self.directory)
             path = self.directory / f"epoch-{epoch:05d}.pt"
+            refuse_symlink(path)
             temporary = self.directory / f".{path.name}.tmp"
-            with open(temporary, "wb") as handle:
+            temporary.unlink(missing_ok=True)  # a torn write's leftover, or a planted link itself
+            # a fresh file, never a link planted under the temporary name
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
+            with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

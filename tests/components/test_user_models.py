@@ -98,8 +98,12 @@ def test_user_factory_and_npz_go_through_run_and_attack(tmp_path, user_code):
     meta = models.read_metadata(checkpoint)
     assert meta["factory"] == "usernets:Net" and meta["kwargs"] == {"width": 12}
     assert set(torch.load(checkpoint, weights_only=True)) == {"metadata", "state_dict"}
+    # the checkpoint names the user's factory: refused unless the caller trusts it by name
+    refused = cli("attack", checkpoint, "--data", data, "--attack", "pgd(eps=0.05, steps=5)",
+                  "--device", "cpu")
+    assert refused.exit_code == 2 and "--trust-factory usernets:Net" in refused.output
     attacked = cli("attack", checkpoint, "--data", data, "--attack", "pgd(eps=0.05, steps=5)",
-                   "--json", "--device", "cpu")
+                   "--json", "--device", "cpu", "--trust-factory", "usernets:Net")
     assert attacked.exit_code == 0, attacked.output
     report = json.loads(attacked.output)
     assert report["examples"] == 100
@@ -108,7 +112,7 @@ def test_user_factory_and_npz_go_through_run_and_attack(tmp_path, user_code):
     with np.load(data) as arrays:
         x_test = torch.from_numpy(arrays["x_test"]).permute(0, 3, 1, 2).float() / 255
         y_test = torch.from_numpy(arrays["y_test"])
-    model = models.load(checkpoint).eval()
+    model = models.load(checkpoint, trust=["usernets:Net"]).eval()
     with torch.no_grad():
         clean = (model(x_test).argmax(1) == y_test).float().mean().item()
     assert report["clean_acc"] == pytest.approx(clean, abs=1e-6)
@@ -141,7 +145,7 @@ def test_plugged_checkpoint_round_trip_and_normalize_off(tmp_path, user_code):
     models.save(model, tmp_path / "m.pt", spec=spec, input_shape=(1, 4, 4), num_classes=3,
                 mean=[0.5], std=[0.2])
     x = torch.rand(4, 1, 4, 4)
-    assert torch.equal(models.load(tmp_path / "m.pt")(x), model.eval()(x))
+    assert torch.equal(models.load(tmp_path / "m.pt", trust=["usernets:Net"])(x), model.eval()(x))
     assert models.read_metadata(tmp_path / "m.pt")["kwargs"] == {"width": 5, "normalize": False}
 
 

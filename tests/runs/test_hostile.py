@@ -17,25 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 from robustlr import config as config_module
-from robustlr.cli import main
 from robustlr.results.store import Store, StoreError
 from robustlr.runs.folder import execute
-from tests.helpers import tiny, write_config
-
-
-def cli(*args) -> object:
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line(result, code: int) -> str:
-    assert result.exit_code == code, result.output
-    message = result.output.strip()
-    assert message.startswith("robustlr: error: ") and "\n" not in message, result.output
-    return message
-
+from tests.helpers import cli, one_line, tiny, write_config
 
 SYNTHETIC = {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6]}
 BAD_CONFIGS = {
