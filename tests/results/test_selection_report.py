@@ -5,6 +5,7 @@ split makes the choice free, and the verdict states the leader's total."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -153,3 +154,18 @@ def test_planned_selection_entries_name_the_choice_before_anything_trains():
     assert planned_selection_entries(private)[0].epsilon == 0.3
     unchosen = from_mapping(tiny(regimes=["dp(target_epsilon=3)"], lr_scales=[0.5, 1.0]))
     assert planned_selection_entries(unchosen) == ()
+
+
+def test_a_real_dp_runs_report_states_the_composed_total_of_its_trials(tmp_path):
+    from robustlr.runs.folder import execute
+
+    config = from_mapping(tiny(regimes=["dp(noise_multiplier=1.0)"], lr_scales=[0.5, 1.0],
+                               train={"epochs": 2}, report={"select_lr": "validation"}))
+    run_dir = execute(config, out=tmp_path / "run", workers=1, show_progress=False)
+    summaries = json.loads((run_dir / "summary.json").read_text())
+    assert all(r["val_examples"] > 0 and r["best_epoch"] is None for r in summaries)
+    histories = [[(r["noise_multiplier"], r["sample_rate"], r["dp_steps"])] for r in summaries]
+    total = compose_runs(histories, delta=summaries[0]["delta"]) + 2 * 1.0
+    report = (run_dir / "report.md").read_text()
+    assert f"ε = {total:.2f} (δ = {summaries[0]['delta']:.1g}) for the leader" in report
+    assert "4 runs, 2 noisy LR choices at ε = 1, leader on test accuracy" in report

@@ -104,7 +104,7 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
         shown.append(100 * reference[1])
     set_limits(axes, "y", "clean_acc", shown)
     axes.set_xlim(left=0)
-    axes.set_xlabel("epsilon spent")
+    axes.set_xlabel("epsilon spent per trial")
     axes.set_ylabel("clean test accuracy %")
     legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     document.heading("Accuracy against epsilon")
@@ -174,7 +174,7 @@ def _ranking(document: Document, private: list[dict]) -> None:
                           percent([r.get("clean_acc_best") for r in runs]), versus,
                           ", ".join(sorted({str(r.get("status", "?")) for r in runs}))])
     document.table(["epsilon level", "rank", "schedule", "regime", "LR scale", "seeds",
-                    "ε spent", "clean acc %", "best-epoch acc %",
+                    "ε spent per trial", "clean acc %", "best-epoch acc %",
                     "vs best (95% intervals)", "status"], table)
 
 
