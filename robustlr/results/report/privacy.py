@@ -35,7 +35,9 @@ def privacy_section(document: Document, summaries: list[dict], rows: list[dict])
         "plus the other entries, see below; delta as given, or 0.1 / N, likewise a total); "
         "trials are grouped by their epsilon level (the DP regime's target, else its hard cap, "
         "both on the total). Under DP the number of steps is budget, so the schedule decides "
-        "how much accuracy an epsilon buys. Mean ± 95% t-interval across seeds.")
+        "how much accuracy an epsilon buys. Mean ± 95% t-interval across seeds. Every "
+        "epsilon here is one trial's; a model chosen among trials costs more (the verdict's "
+        "privacy table: the runs the choice read, composed, plus the choice).")
     if private:
         _accuracy_vs_epsilon(document, private, summaries)
         _epsilon_per_epoch(document, private, rows)
@@ -174,7 +176,7 @@ def _ranking(document: Document, private: list[dict]) -> None:
                           percent([r.get("clean_acc_best") for r in runs]), versus,
                           ", ".join(sorted({str(r.get("status", "?")) for r in runs}))])
     document.table(["epsilon level", "rank", "schedule", "regime", "LR scale", "seeds",
-                    "ε spent per trial", "clean acc %", "best-epoch acc %",
+                    "ε spent", "clean acc %", "best-epoch acc %",
                     "vs best (95% intervals)", "status"], table)
 
 
