@@ -152,7 +152,7 @@ def choose_scale(by_scale: dict[float, list[dict[str, Any]]], key: str, *,
     scales = sorted(by_scale)
     runs = [r for scale in scales for r in by_scale[scale]]
     info: dict[str, Any] = {"by": key, "scales": scales, "runs": len(runs)}
-    means = {s: interval_mean([r.get(key) for r in by_scale[s]]) for s in scales}
+    means = {s: _mean([r.get(key) for r in by_scale[s]]) for s in scales}
     if all(m is None for m in means.values()):  # nothing measured: data-independent
         return scales[0], choice_entry(SCALE_CHOICE, candidates=len(scales), epsilon=None,
                                        public=True, detail={**info, "data": "none"})
@@ -173,7 +173,7 @@ def choose_scale(by_scale: dict[float, list[dict[str, Any]]], key: str, *,
                                                "gumbel_scale_points": 200 / (epsilon * size)})
 
 
-def interval_mean(values: Sequence[Any]) -> float | None:
+def _mean(values: Sequence[Any]) -> float | None:
     present = [v for v in (finite(x) for x in values) if v is not None]
     return sum(present) / len(present) if present else None
 
