@@ -66,6 +66,8 @@ def data_key(config: ExperimentConfig) -> str:
     raw = compact(config.data.model_dump(mode="json"))
     for location in ("root", "download"):
         raw.pop(location, None)
+    if not raw.get("public_validation"):
+        raw.pop("public_validation", None)  # the default: ids of earlier runs stay valid
     return hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -11,7 +11,7 @@ import math
 
 # Every numeric summary field of the README; a numeric field a run adds later is allowed too.
 SUMMARY_METRICS = (
-    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "train_loss", "lr_final", "epochs",
+    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "val_examples", "train_loss", "lr_final", "epochs",
     "steps", "planned_steps", "train_seconds", "wall_seconds", "samples_per_second",
     "robust_acc", "robust_acc_best", "robust_gap", "robust_examples", "best_robust_epoch",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",

@@ -90,6 +90,9 @@ class DataConfig(BaseModel):
     workers: int = Field(4, ge=0)
     """DataLoader worker processes when streaming (0: load in the main process)."""
     val_fraction: float = 0.15
+    public_validation: bool = False
+    """The validation split is public data: choosing an epoch or an LR scale on it costs no
+    privacy (by default it is carved from the private training data; docs/privacy-ledger.md)."""
     test_fraction: float = 0.2
     root: str = "data"
     download: bool = False

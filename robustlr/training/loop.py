@@ -146,6 +146,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         with evaluating(model, optimizer, regime):
             summary.update(probe.final(final_model, trial_dir))
     summary["eval_seconds"] = time.perf_counter() - evaluation_started
+    summary.update(_validation_fields(config, data, regime, summary))
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
     if writer is not None:
         writer.wait()
@@ -290,6 +291,24 @@ def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: D
         _save(model, trial_dir / "best.pt", config, data, trial, epoch=epoch, private=private)
     if config.train.checkpoints in ("last", "both"):
         _save(model, trial_dir / "last.pt", config, data, trial, epoch=epoch, private=private)
+
+
+# What an epoch chosen on validation accuracy releases (the probes' best-robust ones too)
+CHOSEN_ON_VALIDATION = ("clean_acc_best", "best_epoch", "robust_acc_best",
+                        "monitor_robust_acc_best", "best_robust_epoch", "robust_gap", "cascade_best")
+
+
+def _validation_fields(config: ExperimentConfig, data: DataBundle, regime: Regime,
+                       summary: dict[str, Any]) -> dict[str, Any]:
+    """The validation split's size (the report's private LR choice counts on it) and whether
+    it is public. Under DP an epoch chosen exactly on a private validation split has no
+    epsilon, so the fields it chose are withheld (None); docs/privacy-ledger.md."""
+    size = len(data.val[1])
+    fields: dict[str, Any] = {"val_examples": size,
+                              "public_validation": config.data.public_validation}
+    if regime.name == "dp" and size and not config.data.public_validation:
+        fields.update({key: None for key in CHOSEN_ON_VALIDATION if key in summary})
+    return fields
 
 
 def _save(model, path: Path, config: ExperimentConfig, data: DataBundle, trial: Trial,

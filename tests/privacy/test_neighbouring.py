@@ -65,6 +65,8 @@ def _config(data_section: dict[str, Any], **overrides: Any):
     for key, value in overrides.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) else value
     raw["data"] = {key: value for key, value in raw["data"].items() if key != "synthetic"}
+    # best.pt under DP picks an epoch on the validation split: allowed only when it is public
+    raw["data"].setdefault("public_validation", True)
     return config_module.from_mapping(raw)
 
 

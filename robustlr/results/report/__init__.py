@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robustlr.config import SELECTION_EPSILON
 from robustlr.results.report.averaging import averaging_section
 from robustlr.results.report.certified import certified_section
 from robustlr.results.report.constraints import constrained_section
@@ -38,7 +39,8 @@ def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, An
     document = Document(f"robustlr report: {title}",
                         palette=Palette(str(r.get("schedule")) for r in summaries))
     status_line(document, summaries)
-    judged = verdict_section(document, summaries, getattr(ranking, "select_lr", "none"))
+    judged = verdict_section(document, summaries, getattr(ranking, "select_lr", "none"),
+                             getattr(ranking, "selection_epsilon", SELECTION_EPSILON))
     constrained_section(document, summaries, ranking)
     ranking_section(document, judged)
     for section in SECTIONS:

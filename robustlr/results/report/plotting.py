@@ -16,7 +16,7 @@ from robustlr.spec import parse
 MAX_LEGEND = 12
 AXIS_LABELS = {
     "clean_acc": "clean test accuracy %", "robust_acc": "robust test accuracy %",
-    "asr": "attack success rate %", "epsilon": "epsilon spent",
+    "asr": "attack success rate %", "epsilon": "epsilon spent per trial",
     "train_seconds": "training seconds per trial",
 }
 

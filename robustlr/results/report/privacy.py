@@ -35,7 +35,9 @@ def privacy_section(document: Document, summaries: list[dict], rows: list[dict])
         "plus the other entries, see below; delta as given, or 0.1 / N, likewise a total); "
         "trials are grouped by their epsilon level (the DP regime's target, else its hard cap, "
         "both on the total). Under DP the number of steps is budget, so the schedule decides "
-        "how much accuracy an epsilon buys. Mean ± 95% t-interval across seeds.")
+        "how much accuracy an epsilon buys. Mean ± 95% t-interval across seeds. Every "
+        "epsilon here is one trial's; a model chosen among trials costs more (the verdict's "
+        "privacy table: the runs the choice read, composed, plus the choice).")
     if private:
         _accuracy_vs_epsilon(document, private, summaries)
         _epsilon_per_epoch(document, private, rows)
@@ -104,7 +106,7 @@ def _accuracy_vs_epsilon(document: Document, private: list[dict], summaries: lis
         shown.append(100 * reference[1])
     set_limits(axes, "y", "clean_acc", shown)
     axes.set_xlim(left=0)
-    axes.set_xlabel("epsilon spent")
+    axes.set_xlabel("epsilon spent per trial")
     axes.set_ylabel("clean test accuracy %")
     legend(axes, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     document.heading("Accuracy against epsilon")

@@ -19,6 +19,8 @@ def ranking_section(document: Document, judged: list[Judged]) -> None:
         for rank, entry in enumerate(item.entries, 1):
             cells = [f"{NAMES.get(m, m)} {entry.means[m].text(scale=scale(m), digits=1 if scale(m) == 100 else 2)}"
                      for m in metrics]
+            if entry.privacy is not None:  # DP: the model this row points to, choice included
+                cells.append(f"epsilon of the chosen model {entry.privacy.epsilon:.2f}")
             versus = "leader" if entry.versus is None else _versus(entry, item, threat.primary)
             table.append([threat.name, str(rank), entry.label, str(len(entry.runs)),
                           "; ".join(cells), versus, "yes" if entry.front else ""])

@@ -5,7 +5,9 @@ metrics of its frontier and the one its ranking and verdict use.
 
 With ``select_lr: validation`` each schedule is reported, within each threat model, at the LR
 scale whose trials have the best mean validation accuracy (validation robust accuracy under an
-adversarial regime when it was measured): test numbers never choose the LR."""
+adversarial regime when it was measured): test numbers never choose the LR. Under DP that
+choice reads the private validation split, so it is report-noisy-max with its own epsilon
+(robustlr/results/selection.py), unless the trials declared the split public."""
 
 from __future__ import annotations
 
@@ -13,7 +15,11 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 
+from robustlr.config import SELECTION_EPSILON
+from robustlr.privacy.ledger import Entry as LedgerEntry
+from robustlr.privacy.ledger import Ledger
 from robustlr.records import LOWER_IS_BETTER
+from robustlr.results.selection import choose_scale
 from robustlr.results.stats import Interval, Paired, finite, group, interval
 from robustlr.spec import is_none
 
@@ -85,27 +91,37 @@ def better(metric: str) -> int:
     return -1 if metric in LOWER_IS_BETTER else 1
 
 
-def _validation_score(records: list[dict], threat: Threat) -> float:
-    key = "monitor_val_robust_acc" if threat.kind == "adversarial" and any(
+def _validation_key(records: list[dict], threat: Threat) -> str:
+    return "monitor_val_robust_acc" if threat.kind == "adversarial" and any(
         finite(r.get("monitor_val_robust_acc")) is not None for r in records) else "val_acc"
-    value = interval([r.get(key) for r in records]).mean
+
+
+def _validation_score(records: list[dict], threat: Threat) -> float:
+    value = interval([r.get(_validation_key(records, threat)) for r in records]).mean
     return value if math.isfinite(value) else -math.inf
 
 
-def select_scales(records: list[dict], threat: Threat,
-                  mode: str) -> tuple[list[dict], dict[str, float]]:
-    """The trials to report for ``threat`` and the LR scale chosen per schedule (empty when
-    ``mode`` is none or a schedule ran at one scale only)."""
+def select_scales(records: list[dict], threat: Threat, mode: str, selection_epsilon: float = SELECTION_EPSILON
+                  ) -> tuple[list[dict], dict[str, float], dict[str, LedgerEntry]]:
+    """The trials to report for ``threat``, the LR scale chosen per schedule (empty when
+    ``mode`` is none or a schedule ran at one scale only) and, under DP, each choice's
+    privacy-ledger entry."""
     if mode != "validation":
-        return records, {}
-    kept, chosen = [], {}
+        return records, {}, {}
+    kept, chosen, entries = [], {}, {}
     for (schedule,), runs in group(records, ("schedule",)).items():
         by_scale = group(runs, ("lr_scale",))
-        best = max(by_scale, key=lambda key: _validation_score(by_scale[key], threat))
+        if threat.kind == "dp" and len(by_scale) > 1:
+            scale, entries[schedule] = choose_scale({k[0]: v for k, v in by_scale.items()},
+                                                    _validation_key(runs, threat),
+                                                    epsilon=selection_epsilon)
+            best = (scale,)
+        else:
+            best = max(by_scale, key=lambda key: _validation_score(by_scale[key], threat))
         kept += by_scale[best]
         if len(by_scale) > 1:
             chosen[schedule] = best[0]
-    return kept, chosen
+    return kept, chosen, entries
 
 
 def group_label(schedule: str, scale: float | None, chosen: dict[str, float]) -> str:
@@ -117,7 +133,7 @@ def group_label(schedule: str, scale: float | None, chosen: dict[str, float]) ->
 
 ALPHA = 0.05
 NAMES = {"clean_acc": "clean accuracy", "robust_acc": "robust accuracy", "asr": "attack success",
-         "epsilon": "epsilon", "train_seconds": "training time"}
+         "epsilon": "epsilon per trial", "train_seconds": "training time"}
 
 
 
@@ -130,6 +146,7 @@ class Entry:
     versus: Paired | None = None  # this minus the leader, on the primary metric
     p_holm: float = math.nan
     front: bool = False
+    privacy: Ledger | None = None  # DP: the chosen model's ledger, when a choice was made
 
 
 @dataclass
@@ -137,6 +154,7 @@ class Judged:
     threat: Threat
     entries: list[Entry]  # ranked, leader first
     seeds: int
+    leader_privacy: Ledger | None = None  # DP: the leader's ledger, every choice included
 
     def tied(self, entry: Entry) -> bool:
         return not (math.isfinite(entry.p_holm) and entry.p_holm < ALPHA)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 
+from robustlr.config import SELECTION_EPSILON
 from robustlr.results.report.document import Document
 from robustlr.results.report.frontier_figure import frontiers
 from robustlr.results.report.plotting import scale
+from robustlr.results.report.selection_cost import attach_costs, cost_clause, cost_table
 from robustlr.results.report.threats import NAMES, Entry, Judged, Threat, better, group_label, select_scales, split
 from robustlr.results.stats import group, holm, interval, paired
 
@@ -21,10 +23,11 @@ WORSE = {"clean_acc": "less accurate", "robust_acc": "less robust",
 
 
 def judge(threat: Threat, records: list[dict], select_lr: str = "none",
-          names: dict[str, str] | None = None) -> Judged:
-    """Rank the schedules of one threat model; ``names`` shortens schedule specs."""
+          names: dict[str, str] | None = None, selection_epsilon: float = SELECTION_EPSILON) -> Judged:
+    """Rank the schedules of one threat model; ``names`` shortens schedule specs. Under DP
+    the entries and the leader carry the ledgers of their chosen models."""
     names = names or {}
-    kept, chosen = select_scales(records, threat, select_lr)
+    kept, chosen, choices = select_scales(records, threat, select_lr, selection_epsilon)
     entries = []
     for (schedule, lr_scale), runs in group(kept, ("schedule", "lr_scale")).items():
         means = {k: interval([r.get(k) for r in runs]) for k in {threat.x, threat.y, threat.primary}}
@@ -41,7 +44,9 @@ def judge(threat: Threat, records: list[dict], select_lr: str = "none",
         for entry, p in zip(entries[1:], adjusted):
             entry.p_holm = p
     _mark_front(threat, entries)
-    return Judged(threat, entries, max((len(e.runs) for e in entries), default=0))
+    judged = Judged(threat, entries, max((len(e.runs) for e in entries), default=0))
+    attach_costs(judged, records, choices)
+    return judged
 
 
 def _value(mean: float, sign: int) -> float:
@@ -75,12 +80,14 @@ def sentences(judged: Judged) -> str:
     leader = entries[0]
     what = NAMES.get(metric, metric)
     head = f"Under {threat.name}, by {what}"
+    privacy = cost_clause(judged)
     if len(entries) == 1:
-        return f"{head}: only {leader.label} ran ({_amount(metric, leader.means[metric].mean)})."
+        return (f"{head}: only {leader.label} ran "
+                f"({_amount(metric, leader.means[metric].mean)}).{privacy}")
     if judged.seeds < 2:
         order = ", ".join(f"{e.label} ({_amount(metric, e.means[metric].mean)})" for e in entries[:3])
         return (f"{head} (1 seed: no noise estimate, nothing here is a tested difference): "
-                f"{order}{', ...' if len(entries) > 3 else ''}.")
+                f"{order}{', ...' if len(entries) > 3 else ''}.{privacy}")
     tied = [e for e in entries[1:] if judged.tied(e)]
     worse = [e for e in entries[1:] if not judged.tied(e)]
     text = (f"{head} (paired over {judged.seeds} seeds, Holm-corrected): {leader.label} leads "
@@ -94,23 +101,26 @@ def sentences(judged: Judged) -> str:
                          f"{WORSE.get(metric, 'worse')}" for e in shown if e.versus)
         text += f". {gaps}" + (f" (the two furthest of {len(worse)} behind)"
                                if len(worse) > 2 else "")
-    return text + "."
+    return text + "." + privacy
 
 
-def verdict_section(document: Document, summaries: list[dict], select_lr: str = "none") -> list[Judged]:
+def verdict_section(document: Document, summaries: list[dict], select_lr: str = "none",
+                    selection_epsilon: float = SELECTION_EPSILON) -> list[Judged]:
     threats = split(summaries)
     if not threats:
         document.text("No finished trial: nothing to judge (see 'Trials that did not finish').")
         return []
-    judged = [judge(t, records, select_lr, document.palette.names)
+    judged = [judge(t, records, select_lr, document.palette.names, selection_epsilon)
               for t, records in threats.items()]
     document.heading("Verdict per threat model")
     note = (" Each schedule is shown at the LR scale with the best validation accuracy "
-            "(select_lr: validation); test numbers never chose it." if select_lr == "validation"
-            else "")
+            "(select_lr: validation); test numbers never chose it. Under DP that choice is "
+            "noisy (report-noisy-max on the private validation split) and its privacy cost is "
+            "stated below." if select_lr == "validation" else "")
     document.text("Schedules are compared only within a threat model. Accuracies in percent "
                   "on the test set; robust accuracy is each trial's strongest evaluation "
                   "(robust_acc)." + note)
     document.bullets([sentences(j) for j in judged])
     frontiers(document, judged)
+    cost_table(document, judged)
     return judged
