@@ -11,6 +11,8 @@ from helpers import tiny
 from robustlr import config as config_module
 from robustlr.grid import Trial
 from robustlr.privacy import engine
+from robustlr.results.report.document import Document
+from robustlr.results.report.privacy import _canary_audit
 from robustlr.runs.folder import execute
 from robustlr.training import canary_stage
 from robustlr.training.trial import prepare_data, run_trial
@@ -86,3 +88,21 @@ def test_bad_audit_settings_are_one_line():
     trial = Trial(schedule="constant", regime=REGIME, lr_scale=1.0, seed=0)
     with pytest.raises(ValueError, match="at most half the training split"):
         canary_stage.prepare(too_many, trial, prepare_data(too_many.data, 0))
+
+
+def test_the_report_flags_a_bound_above_the_epsilon():
+    records = [{"trial": name, "schedule": "constant", "regime": REGIME, "seed": 0,
+                "epsilon": 1.37, "audit_epsilon_lower": bound, "audit_correct": correct,
+                "audit_guesses": 150, "audit_canaries": 300, "audit_flagged": bound > 1.37}
+               for name, bound, correct in (("leaky", 2.53, 146), ("honest", 0.0, 80))]
+    document = Document("t")
+    _canary_audit(document, records + [{"trial": "unaudited", "epsilon": 1.0}])
+    (table,) = [value for kind, value in document.blocks if kind == "table"]
+    assert [row[0] for row in table.rows] == ["leaky", "honest"]
+    assert table.rows[0][4:] == ["1.37", "2.53", "146 / 150 of 300", "FLAGGED"]
+    assert table.rows[1][-1] == "no"
+    assert ("text", "Warning: the canary audit proves more privacy loss than the reported "
+            "epsilon in leaky.") in document.blocks
+    empty = Document("t")
+    _canary_audit(empty, [{"trial": "unaudited", "epsilon": 1.0}])
+    assert empty.blocks == []
