@@ -4,17 +4,19 @@ One (1) Training Run", arXiv:2305.08846, NeurIPS 2023).
 m canaries are each put in the training set independently with probability 1/2; the trained
 model scores every canary; the auditor guesses "in" for the k+ highest scores, "out" for the
 k- lowest and abstains on the rest. If training were (epsilon, delta)-DP, the number of correct
-guesses W among the r = k+ + k- made would obey (the paper's Theorem 3, computed as in its
-Algorithm 2 / appendix code ``p_value_DP_audit``)::
+guesses W among the r = k+ + k- made would obey the paper's main theorem for (eps, delta)-DP
+(Theorem 3), as its appendix code ``p_value_DP_audit`` evaluates it::
 
     q    = e^eps / (1 + e^eps)                       (accuracy of eps-DP randomized response)
     f(v) = P[Binomial(r, q) >= v]
     P[W >= v] <= f(v) + 2 m delta * max_{i = 1..v} (f(v - i) - f(v)) / i
 
 so observing v correct guesses rejects (eps, delta)-DP at confidence 1 - beta when that
-right-hand side is below beta; the epsilon lower bound is the largest such eps (the paper
-reports it at 95% confidence). The same form is implemented in jax_privacy's
-``auditing._one_run_p_value``; this module is written from the formula, not from either code.
+right-hand side is below beta; the epsilon lower bound is the largest such eps (robustlr's
+default confidence is 95%). The same form is in jax_privacy's ``auditing._one_run_p_value``
+and in the authors' snippet as copied in ubc-systopia/panoramia-privacy-measurement
+(``O1_Steinke_Code/o1_audit.py``, which comments the delta term out); this module is written
+from the formula, not from either code.
 
 The guesses must not be tuned on the canaries they are scored on: :func:`audit` tries a fixed
 list of guess counts and pays for the choice with a Bonferroni correction (each at beta / c),
