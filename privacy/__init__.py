@@ -6,6 +6,7 @@ Depends only on torch, numpy, scipy, Opacus and ART, never on ``robustlr``.
 - :class:`BudgetGuard`: refuses a step that would take epsilon past a cap.
 - :mod:`privacy.engine`: ``make_private`` and the per-step controls for the training loop.
 - :mod:`privacy.audit`: membership-inference audit with an empirical epsilon lower bound.
+- :mod:`privacy.audit_one_run`: the one-run canary audit (Steinke, Nasr & Jagielski 2023).
 """
 
 from . import audit, engine  # noqa: F401

@@ -87,6 +87,14 @@ class CertifyConfig(_Strict):
         return self
 
 
+class PrivacyAuditConfig(_Strict):
+    """The one-run canary audit of DP trials (Steinke, Nasr & Jagielski 2023): ``canaries``
+    training examples with random wrong labels, each trained on with probability 1/2."""
+
+    canaries: int = Field(500, ge=2)
+    confidence: float = Field(0.95, gt=0, lt=1)
+
+
 class EvaluationConfig(_Strict):
     batch_size: int = Field(1000, ge=1)
     attack: SpecValue | None = None  # per-epoch robust accuracy
@@ -98,6 +106,7 @@ class EvaluationConfig(_Strict):
     corruptions: bool = False  # accuracy under common corruptions at the end
     membership: bool = False  # membership-inference audit of the final model
     certify: CertifyConfig | None = None  # certified L2 accuracy by randomized smoothing
+    privacy_audit: PrivacyAuditConfig | None = None  # one-run canary audit of DP trials
 
     @model_validator(mode="after")
     def _needs_attack(self) -> EvaluationConfig:
@@ -251,6 +260,9 @@ def _check_recipe(config: ExperimentConfig) -> None:
         private = any(parse(regime).name == "dp" for regime in regimes)
     except SpecError:
         return  # check_specs names the bad regime spec
+    if config.evaluation.privacy_audit is not None and not private:
+        raise ValueError("evaluation.privacy_audit audits DP trials: add a dp(...) regime, "
+                         "or use evaluation.membership for non-private ones")
     for field, reason in _DP_REFUSED.items():
         if private and used[field]:
             raise ValueError(f"train.{field} cannot be used with the dp regime ({reason})")

@@ -30,7 +30,10 @@ SUMMARY_METRICS = (
     "certified_acc_r0", "certified_acc_r0_25", "certified_acc_r0_5", "certified_acc_r0_75",
     "certified_acc_r1", "avg_certified_radius", "certified_abstain_rate",
     "empirical_l2_acc_r0_25", "empirical_l2_acc_r0_5", "empirical_l2_acc_r0_75",
-    "empirical_l2_acc_r1", "certify_seconds")
+    "empirical_l2_acc_r1", "certify_seconds",
+    # one-run canary audit of DP trials (evaluation.privacy_audit)
+    "audit_epsilon_lower", "audit_canaries", "audit_guesses", "audit_correct",
+    "audit_included", "audit_confidence")
 
 # Everything else is better higher.
 LOWER_IS_BETTER = frozenset({
@@ -38,7 +41,7 @@ LOWER_IS_BETTER = frozenset({
     "delta",
     "noise_multiplier", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "asr", "asr_best", "clean_removed", "poison_seconds",
-    "avg_robust_gap", "certified_abstain_rate", "certify_seconds"})
+    "avg_robust_gap", "certified_abstain_rate", "certify_seconds", "audit_epsilon_lower"})
 
 # Stored as fractions in [0, 1]; the report, the gate and --rank-by bounds speak percent.
 PERCENT_METRICS = frozenset({

@@ -1,5 +1,5 @@
 """ONE assembly of a trial, for every backend (local pool, Ray, ``train --nproc``): data ->
-poison stage -> probes -> train -> record. A new stage, field or failure rule is written here
+poison stage -> canary stage -> probes -> train -> record. A new stage, field or failure rule is written here
 once."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from robustlr.distributed import World
 from robustlr.grid import Trial
 from robustlr.regimes.dp_settings import settings_of
 from robustlr.spec import is_none
-from robustlr.training import poison_stage
+from robustlr.training import canary_stage, poison_stage
 from robustlr.training.loop import EpochCallback, train_trial
 from robustlr.training.probes import build_probes
 
@@ -53,11 +53,16 @@ def run_trial(config: ExperimentConfig, trial: Trial, *, on_epoch: EpochCallback
     stage = _poison_stage(config, trial, world)
     stage.bundle = normalization.for_trial(config.data, stage.bundle, seed=trial.seed,
                                            private=settings_of(trial.regime) is not None)
+    canaries = canary_stage.prepare(config, trial, stage.bundle)  # deterministic on every rank
+    probes = build_probes(config, trial, canaries.probed, stage.poison) if world.leader else []
+    if world.leader and canaries.probe is not None:
+        probes.append(canaries.probe)
     summary = train_trial(
-        config, trial, stage.bundle, on_epoch=on_epoch, world=world,
+        config, trial, canaries.bundle, on_epoch=on_epoch, world=world,
         trial_dir=trial_dir if world.leader else None, save_model=save_model and world.leader,
-        probes=build_probes(config, trial, stage.bundle, stage.poison) if world.leader else [])
+        probes=probes)
     summary.update(stage.summary)
+    summary.update(canary_stage.finish(canaries, summary))
     summary["wall_seconds"] = time.perf_counter() - started
     return summary
 

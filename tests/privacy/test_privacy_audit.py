@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustlr.privacy import engine, epsilon
-from robustlr.privacy.audit import audit
+from robustlr.privacy.audit import audit, loss_scores
 from robustlr.privacy.mia_stats import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
 
 
@@ -85,3 +85,57 @@ def test_dp_run_lower_bound_stays_below_the_accountant(digits_tensors):
     result = audit(private.module, members, non_members, delta=1e-5, art=False)
     assert result.epsilon_lower_bound <= spent
     assert 0.3 < result.auc < 0.7
+
+
+class _ScoreModel(nn.Module):
+    """Logits (0, x): the loss on label 0 is softplus(x), so each input sets its own score."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x), x], dim=1)
+
+
+def _audit_spying(monkeypatch, xm, xn):
+    from robustlr.privacy import mia_stats
+
+    seen = []
+    real = mia_stats.best_threshold
+
+    def spy(member_scores, non_member_scores, **kwargs):
+        seen.append((np.array(member_scores), np.array(non_member_scores)))
+        return real(member_scores, non_member_scores, **kwargs)
+
+    monkeypatch.setattr(mia_stats, "best_threshold", spy)
+    zeros = lambda x: torch.zeros(len(x), dtype=torch.int64)  # noqa: E731
+    result = audit(_ScoreModel(), (xm, zeros(xm)), (xn, zeros(xn)), delta=1e-5, art=False)
+    return result, seen
+
+
+def test_the_threshold_is_chosen_on_the_half_it_is_not_scored_on(monkeypatch):
+    # Members mostly score high (low loss): a threshold tuned on the points it counts would
+    # claim more than one chosen on the other half
+    rng = np.random.default_rng(0)
+    xm = torch.tensor(rng.normal(-1.0, 1.0, size=(200, 1)))
+    xn = torch.tensor(rng.normal(1.0, 1.0, size=(200, 1)))
+    result, seen = _audit_spying(monkeypatch, xm, xn)
+    assert len(seen) == 1, "the threshold must be chosen once, by best_threshold on one half"
+    sm = loss_scores(_ScoreModel(), xm, torch.zeros(200, dtype=torch.int64))
+    sn = loss_scores(_ScoreModel(), xn, torch.zeros(200, dtype=torch.int64))
+    assert len(np.unique(np.concatenate([sm, sn]))) == 400
+    chosen_m = np.isin(sm, seen[0][0])
+    chosen_n = np.isin(sn, seen[0][1])
+    assert chosen_m.sum() == 100 and chosen_n.sum() == 100  # one half of each, the other unseen
+    tp = int((sm[~chosen_m] >= result.threshold).sum())
+    fp = int((sn[~chosen_n] >= result.threshold).sum())
+    assert result.epsilon_lower_bound == pytest.approx(epsilon_lower_bound(
+        tp=tp, fn=100 - tp, fp=fp, tn=100 - fp, delta=1e-5))
+    # the scored half can change at will without moving the threshold
+    xm2, xn2 = xm.clone(), xn.clone()
+    xm2[torch.from_numpy(~chosen_m)] -= 5.0
+    xn2[torch.from_numpy(~chosen_n)] += 5.0
+    again, _ = _audit_spying(monkeypatch, xm2, xn2)
+    assert again.threshold == result.threshold
+    assert again.epsilon_lower_bound > result.epsilon_lower_bound

@@ -43,6 +43,7 @@ def privacy_section(document: Document, summaries: list[dict], rows: list[dict])
         _epsilon_per_epoch(document, private, rows)
         _ranking(document, private)
         _exhausted(document, private)
+        _canary_audit(document, private)
     if ledgered:
         ledger_section(document, ledgered)
     if audited:
@@ -206,6 +207,32 @@ def _exhausted(document: Document, private: list[dict]) -> None:
 def _text(value: Any, digits: int) -> str:
     number = _number(value)
     return "-" if number is None else f"{number:.{digits}f}"
+
+
+def _canary_audit(document: Document, private: list[dict]) -> None:
+    """The one-run canary audit (``evaluation.privacy_audit``) beside each trial's epsilon."""
+    audited = [r for r in private if _number(r.get("audit_epsilon_lower")) is not None]
+    if not audited:
+        return
+    document.heading("Canary audit in one run")
+    document.text(
+        "Steinke, Nasr & Jagielski 2023: training examples relabelled at random, each trained on "
+        "with probability 1/2, are guessed in or out from their loss on the final model. The "
+        "lower bound holds at the stated confidence: a trial whose lower bound exceeds its "
+        "epsilon cannot have the guarantee it reports (flagged). A bound under the epsilon "
+        "proves nothing either way: the audit only sees what this attack can detect.")
+    table = [[r["trial"], r["schedule"], r["regime"], str(r.get("seed", "")),
+              _text(r.get("epsilon"), 2), _text(r.get("audit_epsilon_lower"), 2),
+              f"{r.get('audit_correct', '?')} / {r.get('audit_guesses', '?')} "
+              f"of {r.get('audit_canaries', '?')}",
+              "FLAGGED" if r.get("audit_flagged") else "no"] for r in audited]
+    document.table(["trial", "schedule", "regime", "seed", "ε (accountant)",
+                    "ε lower bound (canaries)", "correct / guesses of canaries", "flagged"],
+                   table)
+    flagged = [r["trial"] for r in audited if r.get("audit_flagged")]
+    if flagged:
+        document.text("Warning: the canary audit proves more privacy loss than the reported "
+                      "epsilon in " + ", ".join(flagged) + ".")
 
 
 def _membership(document: Document, audited: list[dict]) -> None:
