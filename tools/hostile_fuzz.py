@@ -137,7 +137,9 @@ def json_values() -> st.SearchStrategy[Any]:
 def sidecars(canary: Path) -> st.SearchStrategy[Any]:
     shapes = st.one_of(st.lists(st.integers(-3, 10**6), max_size=5), json_values(),
                        st.just([100_000, 100_000, 100_000]), st.just([1, 8, 8]))
-    fields = {"arch": st.one_of(hostile_names(canary), json_values()), "input_shape": shapes}
+    archs = st.one_of(st.sampled_from(["mlp", "cnn(width=8)", "wrn(depth=10, width=1)"]),
+                      hostile_names(canary), json_values())
+    fields = {"arch": archs, "input_shape": shapes}
     optional = {"num_classes": st.one_of(st.integers(-5, 10**10), json_values()),
                 "mean": st.one_of(st.lists(st.floats(), max_size=3), json_values()),
                 "std": st.one_of(st.lists(st.floats(), max_size=3), json_values())}
@@ -312,9 +314,9 @@ def folder_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], Non
         run_dir = work / "run"
         shutil.rmtree(run_dir, ignore_errors=True)
         shutil.copytree(base, run_dir, symlinks=True)
-        victim.write_bytes(b"the user's file")
         for operation, name, payload in mutations:
             mutate(run_dir, operation, name, payload)
+        victim.write_bytes(b"the user's file")  # after the mutations: they may write through a link
         for args in (("report", run_dir), ("gate", run_dir, "--min", "clean_acc=1"),
                      ("compare", run_dir, run_dir), ("export", run_dir, "--format", "robustbench")):
             try:
