@@ -44,9 +44,11 @@ def _inputs(x: np.ndarray, what: str) -> np.ndarray:
         return np.ascontiguousarray(x, dtype=np.float32) / np.float32(255.0)
     if not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"data.path: {what} has dtype {x.dtype}; expected uint8 or float in [0, 1]")
-    if x.size and (np.nanmin(x) < 0.0 or np.nanmax(x) > 1.0 or np.isnan(x).any()):
-        raise DataError(f"data.path: {what} has values outside [0, 1] (min {np.nanmin(x):.3g}, "
-                        f"max {np.nanmax(x):.3g}); store uint8 or scale floats to [0, 1]")
+    if x.size and np.isnan(x).any():  # before nanmin, which warns on an all-NaN array
+        raise DataError(f"data.path: {what} has NaN values; store uint8 or floats in [0, 1]")
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise DataError(f"data.path: {what} has values outside [0, 1] (min {x.min():.3g}, "
+                        f"max {x.max():.3g}); store uint8 or scale floats to [0, 1]")
     return np.ascontiguousarray(x, dtype=np.float32)
 
 

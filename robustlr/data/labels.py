@@ -39,7 +39,7 @@ def check_range(y: np.ndarray, what: str) -> None:
         return
     if y.dtype.kind not in "iuf":
         raise DataError(f"{what} have dtype {y.dtype}; labels are integers 0 .. classes - 1")
-    low, high = y.min(), y.max()
+    low, high = float(y.min()), float(y.max())  # python floats: no float16 overflow
     if y.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)
                                     and np.all(np.mod(y, 1) == 0)):
         raise DataError(f"{what} are not all whole numbers; labels are integers 0 .. classes - 1")
