@@ -169,7 +169,7 @@ def test_a_dp_checkpoint_fingerprints_the_test_split_alone_and_attack_accepts_it
 def test_the_cost_of_the_normalization_is_known_before_the_data_is_read():
     assert normalization.cost(DataConfig(name="digits"), dataset_size=1000) == (0.0, 0.0)
     estimate = DataConfig(name="digits", normalization={"epsilon": 0.3})
-    assert normalization.cost(estimate, dataset_size=1000) == (0.3, 1e-4)
+    assert normalization.cost(estimate, dataset_size=1000) == (0.3, 1e-5)
     bundle = data.prepare(estimate, seed=0)
     entry = normalization.for_trial(estimate, bundle, private=True, seed=0).ledger[0]
     assert (entry.epsilon, entry.delta) == normalization.cost(estimate, dataset_size=len(bundle.train[1]))
