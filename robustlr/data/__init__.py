@@ -52,8 +52,11 @@ class DataBundle:
     train_stream: streaming.Examples | None = None
     """The training examples when they stream; then ``train`` is (empty inputs, labels)."""
     ledger: tuple[Entry, ...] = ()
-    """What preparing the data computed from the training split and releases with the model
-    (its normalization statistics), as privacy-ledger entries (see robustlr.privacy.ledger)."""
+    """What preparing the data computed from the training split and releases with the model,
+    as privacy-ledger entries (see robustlr.privacy.ledger): ``normalization`` (``none`` for
+    exact statistics; a DP trial's bundle, from :func:`normalization.for_trial`, holds
+    ``public`` or ``gaussian`` instead, and the ``dataset_size`` and ``classes`` it names
+    public). See docs/privacy-ledger.md."""
 
     @property
     def streamed(self) -> bool:

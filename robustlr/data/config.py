@@ -62,7 +62,7 @@ class NormalizationOptions(BaseModel):
     epsilon: float = Field(gt=0)
     """The estimate's share of the privacy budget (Gaussian mechanism, one release)."""
     delta: float | None = Field(None, gt=0, lt=1)
-    """Its delta; default 0.1 / N, as the dp regime's."""
+    """Its delta; default 0.01 / N, a tenth of the dp regime's default total (0.1 / N)."""
 
 
 class DataConfig(BaseModel):

@@ -141,6 +141,20 @@ def refusal(config: DataConfig) -> str | None:
             "{epsilon: ...} for a DP estimate")
 
 
+def cost(config: DataConfig, *, dataset_size: int) -> tuple[float, float]:
+    """(epsilon, delta) a DP trial's normalization will spend, known before the data is read
+    (for a cap on the ledger's total): the DP estimate's share, else nothing."""
+    if config.mean is not None or config.normalization is None:
+        return 0.0, 0.0
+    return config.normalization.epsilon, _delta(config, dataset_size)
+
+
+def _delta(config: DataConfig, dataset_size: int) -> float:
+    assert config.normalization is not None
+    # a tenth of the dp regime's default total (0.1 / N): DP-SGD keeps the rest of it
+    return config.normalization.delta or 0.01 / max(dataset_size, 1)
+
+
 def _entry(bundle: DataBundle) -> Entry | None:
     return next((e for e in bundle.ledger if e.name == "normalization"), None)
 
@@ -189,6 +203,6 @@ def _private_stats(config: DataConfig, bundle: DataBundle, seed: int) -> tuple[S
         raise DataError("data.normalization: a DP estimate needs the training data in "
                         "memory; set data.stream: false")
     x = bundle.train[0]
-    delta = config.normalization.delta or 0.1 / max(len(x), 1)
+    delta = _delta(config, len(x))
     generator = torch.Generator().manual_seed(seed + _NOISE_SEED_OFFSET)
     return dp_estimate(x, epsilon=config.normalization.epsilon, delta=delta, generator=generator)

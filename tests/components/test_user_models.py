@@ -72,10 +72,11 @@ def cli(*args):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def _run_user_grid(tmp_path, grids):
+def _run_user_grid(tmp_path, grids, **data_fields):
     data = write_npz(tmp_path / "mine.npz")
     config = write_config(tmp_path / "c.yaml", {
-        "name": "mine", "data": {"name": "npz", "path": str(data), "val_fraction": 0.1},
+        "name": "mine", "data": {"name": "npz", "path": str(data), "val_fraction": 0.1,
+                                 **data_fields},
         "model": {"name": "usernets:Net", "width": 12},
         "train": {"epochs": 2, "batch_size": 50, "lr": 0.1},
         "schedules": ["constant"], "grids": grids, "filtering": {"epochs": 1}})
@@ -125,7 +126,7 @@ def test_user_factory_and_npz_under_dp_and_a_filtered_backdoor(tmp_path, user_co
     _, _, summaries = _run_user_grid(tmp_path, [
         {"regimes": ["dp(noise_multiplier=0.5, max_grad_norm=1.0)"]},
         {"regimes": ["standard"], "poisoning": ["badnets(rate=0.1, target=0, size=2)"],
-         "filter": ["spectral"]}])
+         "filter": ["spectral"]}], mean=[0.5], std=[0.3])  # public: user data has no default
     dp, poisoned = summaries
     assert dp["epsilon"] > 0
     assert 0.0 <= poisoned["filter_recall"] <= 1.0  # penultimate features of the user's head

@@ -211,6 +211,33 @@ def test_a_dp_trial_with_augmentation_multiplicity_releases_nothing_else(tmp_pat
     assert _compare(first, second) == []
 
 
+def test_a_dp_trial_resumed_mid_way_releases_nothing_else(tmp_path, monkeypatch):
+    """Each data set's trial runs, loses its last epoch (newest resume checkpoint and saved
+    models deleted, as a kill would leave it) and resumes from epoch 2 with a DP estimate of
+    its normalization recomputed on resume: the resumed outputs still differ only in the
+    estimate's constants, and those match the uninterrupted run's."""
+    make = lambda p: _config(_npz(p, normalization={"epsilon": 1.0, "delta": 1e-5}))  # noqa: E731
+    first, second = _pair(tmp_path, monkeypatch, make)
+    uninterrupted = _saved_model(first["dir"] / "model.pt")[0]["mean"]
+    arrays, path = _arrays(), tmp_path / "data.npz"
+    config = make(path)
+    restored: list[int] = []
+    restore = checkpoint.restore
+    monkeypatch.setattr(checkpoint, "restore",
+                        lambda state, parts: (restored.append(state["epoch"]), restore(state, parts)))
+    for run, values in ((first, arrays), (second, _neighbour(arrays, config.data))):
+        np.savez(path, **values)
+        for name in ("model.pt", "last.pt", "resume/epoch-00003.pt"):
+            (run["dir"] / name).unlink()
+        resumed = _train(config, run["dir"], monkeypatch)
+        assert len(resumed["rows"]) == 3
+        run.update(summary=resumed["summary"], rows=resumed["rows"])
+    assert restored == [2, 2]  # both resumed from epoch 2, not trained afresh
+    assert _saved_model(first["dir"] / "model.pt")[0]["mean"] == uninterrupted
+    found = _compare(first, second)
+    assert found and all(".mean" in line or ".std" in line for line in found), found
+
+
 def test_the_comparison_finds_exact_statistics_in_a_standard_trial(tmp_path, monkeypatch):
     """The positive control: without DP the model carries the training split's exact mean
     and std, and the same comparison reports them (and the training loss)."""

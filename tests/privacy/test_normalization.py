@@ -140,3 +140,36 @@ def test_one_example_moves_the_released_sums_by_at_most_the_sensitivity():
     outside[0] = 50.0  # inputs outside [0, 1] are clamped: the bound holds for any data
     moved = normalization.per_example(x).sum(0) - normalization.per_example(outside).sum(0)
     assert moved.norm() <= normalization.sensitivity(3)
+
+
+def test_a_dp_checkpoint_fingerprints_the_test_split_alone_and_attack_accepts_it(tmp_path):
+    from robustlr.cli.attack import _recorded_split
+    from robustlr.errors import InputError
+    from robustlr.grid import data_record, split_hash
+
+    rng = np.random.default_rng(0)
+    arrays = {"x": rng.random((60, 1, 4, 4)).astype(np.float32), "y": np.arange(60) % 3,
+              "x_test": rng.random((20, 1, 4, 4)).astype(np.float32), "y_test": np.arange(20) % 3}
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    config = DataConfig(name="npz", path=str(path), mean=[0.5], std=[0.3])
+    bundle = data.prepare(config, seed=0)
+    record = data_record(config, bundle, seed=0, private=True)
+    assert record["split_scope"] == "test" and record["split_hash"] == split_hash(bundle, scope="test")
+    assert record["split_hash"] != split_hash(bundle)  # the validation labels are left out
+    assert "normalization" not in record["config"]  # unset optional fields: records as before
+    x, _ = _recorded_split({"extra": {"data": record}}, str(path), "test", ".", None)
+    assert torch.equal(x, bundle.test[0])
+    arrays["x_test"][0] = 1.0 - arrays["x_test"][0]  # another test split: refused
+    np.savez(path, **arrays)
+    with pytest.raises(InputError, match="not the one the model was trained on"):
+        _recorded_split({"extra": {"data": record}}, str(path), "test", ".", None)
+
+
+def test_the_cost_of_the_normalization_is_known_before_the_data_is_read():
+    assert normalization.cost(DataConfig(name="digits"), dataset_size=1000) == (0.0, 0.0)
+    estimate = DataConfig(name="digits", normalization={"epsilon": 0.3})
+    assert normalization.cost(estimate, dataset_size=1000) == (0.3, 1e-5)
+    bundle = data.prepare(estimate, seed=0)
+    entry = normalization.for_trial(estimate, bundle, private=True, seed=0).ledger[0]
+    assert (entry.epsilon, entry.delta) == normalization.cost(estimate, dataset_size=len(bundle.train[1]))
