@@ -1,8 +1,12 @@
-"""DP-SGD step cost per grad_sample_mode on robustlr's own models, relative to a plain step.
+"""DP-SGD step cost per grad_sample_mode on robustlr's own models and on users' models,
+relative to a plain step.
 
 The models are those the DP regime trains: ``robustlr.models.build`` then ``fix_model``
 (BatchNorm becomes GroupNorm): the cnn on digits (1x8x8) and on 3x32x32, ResNet-18 at 32x32
-and PreAct ResNet-18 when the registry has it. Each DP mode is compared with the plain
+and PreAct ResNet-18 when the registry has it; and two users' MNIST networks passed the way
+a user passes them, as a factory spec (``"user_models:tanh_cnn"``, :mod:`user_models`:
+Tramer & Boneh 2021's tanh CNN, Wong et al. 2020's ReLU net of 4x4 stride-2 convolutions)
+on 1x28x28 inputs at batch 256 and 2048. Each DP mode is compared with the plain
 (non-private) step of the same model on the same batch.
 
 Time: every mode steps its own copy of the model in one process, one torch thread, in
@@ -26,7 +30,7 @@ threshold fixed, every tensor of 64 KiB or more is its own mapping, returned whe
 the resident peak is what the step keeps alive (three runs agree to 0.1 MB); it is the CPU
 counterpart of ``torch.cuda.max_memory_allocated``.
 
-    .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--models digits_cnn,cifar_cnn]
+    .venv/bin/python benchmarks/bench_dp.py [--rounds 3] [--models digits_cnn,tanh_cnn_256]
         [--modes plain,hooks,ghost,ghost_mixed,ghost_bk]
 """
 
@@ -62,7 +66,13 @@ MODELS = {
     "cifar_cnn": ("cnn", (3, 32, 32), 128, 1, 2.0),
     "resnet18": ("resnet18", (3, 32, 32), 8, 1, 3.0),
     "preact_resnet18": ("preact_resnet18", (3, 32, 32), 8, 1, 3.0),
+    # users' models (issue 22): a factory spec, as a user's config names it
+    "tanh_cnn_256": ("user_models:tanh_cnn", (1, 28, 28), 256, 4, 1.5),
+    "tanh_cnn_2048": ("user_models:tanh_cnn", (1, 28, 28), 2048, 1, 1.5),
+    "relu_mnist_256": ("user_models:relu_mnist", (1, 28, 28), 256, 4, 1.5),
+    "relu_mnist_2048": ("user_models:relu_mnist", (1, 28, 28), 2048, 1, 1.5),
 }
+USER_MODELS = [name for name, row in MODELS.items() if ":" in row[0]]
 MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
 SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (docs/facts.md): minutes per round on CPU
 MEMORY_TARGET = 1.5
@@ -176,7 +186,7 @@ def report(name: str, modes, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--models", default="digits_cnn,cifar_cnn,resnet18,preact_resnet18")
+    parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"plain is always measured; {SLOW_ON_RESNETS} skipped on ResNets "
                              "unless --resnet-hooks")
@@ -189,7 +199,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, default mode '{engine.DEFAULT_MODE}'")
     modes = ["plain"] + [m for m in args.modes.split(",") if m != "plain"]
     for name in args.models.split(","):
-        if MODELS[name][0] not in models.MODELS:
+        if name not in USER_MODELS and MODELS[name][0] not in models.MODELS:
             print(f"\n{name}: skipped, robustlr.models.MODELS has no {MODELS[name][0]!r}")
             continue
         resnet = "resnet" in name and not args.resnet_hooks

@@ -9,10 +9,12 @@ gradient, and computes no weight gradient at all. At its tap each layer then eit
   with many positions and few weights; layers called twice or sharing a parameter; any layer
   without a rule below: Opacus' grad sampler, else functorch) and lets the input and output
   gradient go, or
-- computes its per-sample norms from (input, output gradient) without instantiating
-  (Opacus' Linear rule, the Gram form of :mod:`.ghost_norms` for wide late convolutions) and
-  keeps the pair for its clipped sum: ONE weighted product, the layer's usual weight-gradient
-  kernel on output gradients scaled per example (:mod:`.clipped_sums`).
+- computes its per-sample norms from (input, output gradient) without holding them (the
+  Linear rule and the Gram form of :mod:`.ghost_norms` for wide late convolutions; strided
+  convolutions whose per-sample gradients outweigh the pair instantiate them chunk by chunk,
+  :func:`~.ghost_norms.conv_keeps_pair`) and keeps the pair for its clipped sum: ONE
+  weighted product, the layer's usual weight-gradient kernel on output gradients scaled per
+  example (:mod:`.clipped_sums`).
 Opacus' fast-clipping optimizer (its in-place subclass, :mod:`.in_place_noise`) then adds
 the noise to the clipped sum. Each layer's input, output gradient and per-sample gradients are
 let go as soon as its part is done.
@@ -58,6 +60,7 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
 
     NORM_SAMPLERS = {**GradSampleModuleFastGradientClipping.NORM_SAMPLERS,
                      **ghost_norms.NORM_SAMPLERS}
+    KEEPS_PAIR = staticmethod(ghost_norms.conv_keeps_pair)  # per convolution call
 
     def add_hooks(self, *, loss_reduction: str = "mean", batch_first: bool = True,
                   force_functorch: bool = False) -> None:
@@ -109,7 +112,8 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
                 "backward() on the private criterion's loss, and attack inside hooks_disabled")
         kind, grad = type(module), grad.detach()
         keep = (self._calls[module] == 1 and module not in self._tied and kind in CLIPPED_SUMS
-                and not (kind in GRAD_SAMPLES and not ghost_norms.conv_uses_gram(module, grad)))
+                and not (kind in ghost_norms.CONVS
+                         and not self.KEEPS_PAIR(module, activations[0], grad)))
         if keep:
             norms = self.NORM_SAMPLERS[kind](module, activations, grad)
             # Opacus' Linear rule covers inputs of 2 or 3 dimensions only: a parameter

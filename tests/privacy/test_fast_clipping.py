@@ -8,6 +8,8 @@ noise seed gives the same clipped, noised gradient, within 1e-5 relative.
 from __future__ import annotations
 
 import copy
+import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,6 +30,16 @@ MODEL_CASES = [("mlp(norm=group)", (1, 6, 6)), ("cnn", (1, 8, 8)), ("cnn", (3, 1
                pytest.param("resnet18", (3, 8, 8), marks=_SLOW)]
 MODEL_CASES += [pytest.param(name, (3, 8, 8), marks=_SLOW) for name in models.MODELS.names()
                 if "preact" in name]
+# users' networks as the DP benchmark passes them (strided convs, max-pool, tanh)
+USER_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "user_models.py"
+MODEL_CASES += [(f"user_models:{name}", (1, 28, 28)) for name in ("tanh_cnn", "relu_mnist")]
+
+
+def _user_factory(name: str):
+    spec = importlib.util.spec_from_file_location("user_models", USER_MODELS)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
 
 
 def _resnet_layers(channels: int) -> nn.Module:
@@ -43,6 +55,8 @@ def _model(spec, shape):
     torch.manual_seed(0)
     if spec == "resnet_layers":
         return _resnet_layers(shape[0])
+    if spec.startswith("user_models:"):
+        return _user_factory(spec.partition(":")[2])(num_classes=5)
     model = models.build(spec, input_shape=shape, num_classes=5, mean=[0.4] * shape[0],
                          std=[0.3] * shape[0])
     return fix_model(model)[0]

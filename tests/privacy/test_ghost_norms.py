@@ -70,8 +70,8 @@ def conv_cases(draw):
     dims = draw(st.sampled_from([1, 2]))
     groups = draw(st.sampled_from([1, 2, 3]))
     c_in, c_out = groups * draw(st.integers(1, 3)), groups * draw(st.integers(1, 4))
-    kernel = tuple(draw(st.integers(1, 3)) for _ in range(dims))
-    stride = tuple(draw(st.integers(1, 2)) for _ in range(dims))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(dims))  # users' 4x4 stride-2 convs
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(dims))
     dilation = tuple(draw(st.integers(1, 2)) for _ in range(dims))
     padding = draw(st.one_of(st.sampled_from(["same", "valid"]),
                              st.tuples(*[st.integers(0, 2)] * dims)))
@@ -123,6 +123,7 @@ def test_conv_norms_chunked_over_the_batch_equal_one_chunk(monkeypatch, form):
     g = torch.randn_like(conv(a))
     whole = ghost_norms.conv_norm_sample(conv, [a], g)[conv.weight]
     monkeypatch.setattr(ghost_norms, "MIN_CHUNK_ELEMENTS", 1)  # one example per chunk
+    monkeypatch.setattr(ghost_norms, "INSTANTIATED_CHUNK_ELEMENTS", 1)
     torch.testing.assert_close(ghost_norms.conv_norm_sample(conv, [a], g)[conv.weight], whole)
 
 
@@ -180,3 +181,28 @@ def test_cost_rule_sends_wide_late_layers_to_the_gram_form():
     # (4x4 positions, 512x4608 weights) goes ghost
     assert not ghost_norms.uses_gram(positions=32 * 32, out_channels=64, patch=64 * 9)
     assert ghost_norms.uses_gram(positions=4 * 4, out_channels=512, patch=512 * 9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.integers(0, 5), features=st.integers(1, 6), outputs=st.integers(1, 4),
+       positions=st.sampled_from([(), (3,)]), bias=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_linear_norms_equal_hooks_mode(batch, features, outputs, positions, bias, seed):
+    # 2-D inputs take robustlr's rule (|g| |a|), 3-D ones Opacus' own
+    torch.manual_seed(seed)
+    _assert_equal_norms(nn.Linear(features, outputs, bias=bias),
+                        torch.randn(batch, *positions, features))
+
+
+def test_book_keeping_keeps_the_pair_of_strided_convolutions_with_many_channels():
+    # Wong et al.'s MNIST net: its second conv (16 -> 32, 4x4 stride 2 on 14x14) would hold
+    # 8,192 values per example against 4,704 for (input, output gradient), and its Gram form
+    # is dearer than instantiating: keep the pair, norms chunk by chunk. Its first conv and
+    # Tramer & Boneh's 8x8 stride-2 conv on 1x28x28 hold their small per-sample gradients.
+    cases = ((nn.Conv2d(16, 32, 4, stride=2, padding=1), 14, True),
+             (nn.Conv2d(1, 16, 4, stride=2, padding=1), 28, False),
+             (nn.Conv2d(1, 16, 8, stride=2, padding=2), 28, False))
+    for conv, size, keeps in cases:
+        a = torch.zeros(2, conv.in_channels, size, size)
+        g = conv(a)
+        assert not ghost_norms.conv_uses_gram(conv, g)
+        assert ghost_norms.conv_keeps_pair(conv, a, g) == keeps
