@@ -33,15 +33,18 @@ def main() -> None:
 
 def _register() -> None:
     from robustlr.cli.attack import attack
+    from robustlr.cli.data import data
     from robustlr.cli.export import export
     from robustlr.cli.gate import compare, gate
     from robustlr.cli.lr_find import lr_find
     from robustlr.cli.report import report
+    from robustlr.cli.reproduce import reproduce
     from robustlr.cli.run import run
     from robustlr.cli.schedules import schedules
     from robustlr.cli.train import train
 
-    for command in (run, schedules, report, attack, gate, compare, lr_find, train, export):
+    for command in (run, schedules, report, attack, gate, compare, lr_find, train, export, data,
+                    reproduce):
         main.add_command(command)
 
 
