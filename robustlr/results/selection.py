@@ -185,7 +185,7 @@ def leader_choice(candidates: int, runs: int) -> Entry:
                         detail={"data": "test", "runs": runs})
 
 
-def planned_selection_entries(config, regime: str | None = None) -> tuple[Entry, ...]:
+def planned_selection_entries(config, regime: Any = None) -> tuple[Entry, ...]:
     """The choices' own entries that one model chosen by the report will carry, known from
     ``config`` before anything trains: an LR choice when ``report.select_lr`` is validation
     and a DP regime's grid has several LR scales (report-noisy-max at

@@ -167,7 +167,7 @@ def _check_regimes(config: ExperimentConfig, *, bundle: DataBundle, model: nn.Mo
                 raise ConfigError(str(error)) from None
             plan = Plan(dataset_size=len(bundle.train[1]), batch_size=config.train.batch_size,
                         model=model, augmented=bool(config.data.augment),
-                        ledger=planned_entries(config, data,
+                        ledger=planned_entries(config, data, regime=spec,
                                                filter=filters[0] if filters else "none"))
             try:
                 regime.check_plan(plan)

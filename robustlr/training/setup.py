@@ -80,7 +80,7 @@ def prepare(config: ExperimentConfig, data: DataBundle, *, regime_spec: str, see
         model=model, optimizer=optimizer, loader=loader, total_steps=steps,
         epochs=math.ceil(steps / recipe.steps_per_epoch(len(loader))), dataset_size=len(y_train),
         batch_size=config.train.batch_size, device=device, generator=generator,
-        train_data=(x_train, y_train), world=world, ledger=planned_entries(config, data)))
+        train_data=(x_train, y_train), world=world, ledger=planned_entries(config, data, regime=regime_spec)))
     augmentation = augment.build(config.data.augment, input_shape=data.input_shape)
     if regime.views > 1 and augmentation is None:
         raise InputError("dp: augmult needs data.augment (an example's views are augmentations "

@@ -11,8 +11,11 @@ from click.testing import CliRunner
 from helpers import tiny, write_config
 
 from robustlr.cli import main
+from robustlr.config import from_mapping
 from robustlr.privacy.ledger import Entry
 from robustlr.runs import folder
+from robustlr.training.ledger import planned_entries
+from robustlr.training.trial import prepare_data
 
 
 def _refused(tmp_path, config: dict) -> str:
@@ -67,3 +70,23 @@ def test_a_cap_whose_remainder_allows_no_step_names_what_it_leaves(tmp_path, mon
     monkeypatch.setattr(folder, "prepare_data", with_statistics)
     message = _refused(tmp_path, tiny(regimes=["dp(noise_multiplier=0.8, max_epsilon=2)"]))
     assert "max_epsilon 2 allows no step (it leaves DP-SGD 0.1)" in message
+
+
+def test_a_cap_the_planned_private_lr_choice_already_spends_is_refused(tmp_path):
+    """The report's noisy LR choice on private validation (report.selection_epsilon) is
+    reserved in each DP trial's ledger, so a cap it alone spends cannot be met."""
+    config = tiny(regimes=["dp(noise_multiplier=1.0, max_epsilon=0.5)"], lr_scales=[0.5, 1.0],
+                  report={"select_lr": "validation", "selection_epsilon": 0.8})
+    message = _refused(tmp_path, config)
+    assert "regimes[0]: dp: max_epsilon 0.5 is on the trial's total" in message
+    assert "already spend 0.8 of it (lr_choice 0.8)" in message
+
+
+def test_a_public_validation_split_makes_the_planned_lr_choice_free(tmp_path):
+    config = tiny(regimes=["dp(noise_multiplier=1.0, max_epsilon=0.5)"], lr_scales=[0.5, 1.0],
+                  report={"select_lr": "validation", "selection_epsilon": 0.8})
+    config["data"]["public_validation"] = True
+    loaded = from_mapping(config)
+    entries = planned_entries(loaded, prepare_data(loaded.data, 0), regime=loaded.regimes[0])
+    (entry,) = [e for e in entries if e.name == "lr_choice"]
+    assert entry.name == "lr_choice" and entry.mechanism == "public" and entry.epsilon == 0
