@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.errors import InputError
 from robustlr.results.report.threats import split
 from robustlr.results.report.verdict import judge
@@ -35,9 +36,9 @@ def _config(config: str | Path | Mapping[str, Any] | config_module.ExperimentCon
     if isinstance(config, config_module.ExperimentConfig):
         return config
     if isinstance(config, Mapping):
-        return config_module.from_mapping(config)
+        return experiment.from_mapping(config)
     if isinstance(config, (str, Path)):
-        return config_module.load(config)
+        return experiment.load(config)
     raise InputError(f"config: expected a path, a mapping or an ExperimentConfig, got "
                      f"{type(config).__name__}")
 

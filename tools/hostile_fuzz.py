@@ -251,7 +251,7 @@ def sidecar_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], No
 
 
 def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
-    from robustlr import config as config_module
+    from robustlr import experiment
     from robustlr.runs import folder
     from robustlr.training.trial import prepare_data
 
@@ -265,7 +265,7 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
                "train": {"epochs": 1, "batch_size": 2}}
         try:
             with time_limit(20):
-                folder._check_data(config_module.from_mapping(raw))  # the checks before a folder
+                folder._check_data(experiment.from_mapping(raw))  # the checks before a folder
             tally.record("accepted")
         except BaseException as error:  # noqa: BLE001
             tally.record(*classify_error(error))
@@ -273,11 +273,11 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
 
 
 def folder_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
-    from robustlr import config as config_module
+    from robustlr import experiment
     from robustlr.runs.folder import execute
 
     base = work / "base"
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "data": {"name": "synthetic", "synthetic": {"num_examples": 120, "num_classes": 3,
                                                     "shape": [1, 4, 4]}},
         "model": {"name": "mlp", "hidden": [4]}, "schedules": ["constant"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from torch import nn
 
 from robustlr import config as config_module
-from robustlr import models
+from robustlr import experiment, models
 from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
 from robustlr.data import DataBundle, DataError, normalization
 from robustlr.distributed import DeviceError, resolve_device
@@ -86,7 +86,7 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
     if not saved_path.is_file() or not (resume / DATABASE).is_file():
         raise RunError(f"--resume: {resume} is not a robustlr run folder "
                        f"(no {CONFIG_FILE} and {DATABASE})")
-    saved = config_module.load(saved_path)
+    saved = experiment.load(saved_path)
     if config is not None and config_module.dump(config) != config_module.dump(saved):
         raise RunError(f"--resume: the config differs from {saved_path}; resume without a "
                        "config or with the same one")

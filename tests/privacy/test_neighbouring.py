@@ -23,8 +23,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.data import normalization
 from robustlr.data.sources import SOURCES, Source
 from robustlr.grid import expand
@@ -67,7 +66,7 @@ def _config(data_section: dict[str, Any], **overrides: Any):
     raw["data"] = {key: value for key, value in raw["data"].items() if key != "synthetic"}
     # best.pt under DP picks an epoch on the validation split: allowed only when it is public
     raw["data"].setdefault("public_validation", True)
-    return config_module.from_mapping(raw)
+    return experiment.from_mapping(raw)
 
 
 def _train(config, trial_dir: Path, monkeypatch) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results import store as store_module
 from robustlr.results import writer_lock
 from robustlr.results.store import FINAL_STATUSES, Store, StoreError
@@ -265,7 +265,7 @@ def test_a_writer_that_cannot_record_itself_fails_in_one_line_and_frees_the_lock
 # -- the grid runner ---------------------------------------------------------------------------
 @pytest.fixture
 def grid(tmp_path):
-    config = config_module.from_mapping(tiny(schedules=["constant", "cosine", "onecycle"],
+    config = experiment.from_mapping(tiny(schedules=["constant", "cosine", "onecycle"],
                                              train={"epochs": 4}))
     return config, grid_runner.expand(config)
 

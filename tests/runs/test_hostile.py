@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results.store import Store, StoreError
 from robustlr.runs.folder import execute
 from tests.helpers import cli, one_line, tiny, write_config
@@ -88,7 +88,7 @@ def test_out_naming_an_existing_file_is_one_line_and_the_file_is_kept(tmp_path):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2}))
+    config = experiment.from_mapping(tiny(train={"epochs": 2}))
     return execute(config, out=tmp_path_factory.mktemp("hostile") / "run", show_progress=False)
 
 
@@ -355,7 +355,7 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
 
     def run() -> None:
         try:
-            execute(config_module.from_mapping(GRID), out=run_dir, workers=2, show_progress=False)
+            execute(experiment.from_mapping(GRID), out=run_dir, workers=2, show_progress=False)
         except Exception as error:  # what the run ends with is the assertion below
             outcome.append(error)
 
@@ -384,7 +384,7 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
 
 
 def _parent(config: Path, run_dir: Path) -> None:
-    execute(config_module.load(config), out=run_dir, workers=2, show_progress=False)
+    execute(experiment.load(config), out=run_dir, workers=2, show_progress=False)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")

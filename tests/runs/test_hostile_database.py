@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.runs.folder import execute
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2}))
+    config = experiment.from_mapping(tiny(train={"epochs": 2}))
     return execute(config, out=tmp_path_factory.mktemp("database") / "run", show_progress=False)
 
 

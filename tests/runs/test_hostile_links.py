@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustlr import config as config_module
-from robustlr import models
+from robustlr import experiment, models
 from robustlr.nofollow import SymlinkRefused, write_atomic
 from robustlr.results.store import Store
 from robustlr.runs.folder import execute
@@ -22,7 +21,7 @@ from tests.helpers import cli, one_line, tiny
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2, "checkpoints": "both"}))
+    config = experiment.from_mapping(tiny(train={"epochs": 2, "checkpoints": "both"}))
     return execute(config, out=tmp_path_factory.mktemp("links") / "run", save_models=True,
                    show_progress=False)
 

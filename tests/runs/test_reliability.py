@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results.store import Store
 from robustlr.runs.folder import execute
 from tests.helpers import tiny, write_config
@@ -85,7 +85,7 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_resume_loses_nothing(tmp_pa
     statuses, epochs = trial_rows(copy)
     assert set(statuses.values()) == {"ok"} and len(statuses) == 4
     assert all(rows == [1, 2, 3, 4] for rows in epochs.values())
-    fresh = execute(config_module.load(config), out=tmp_path / "fresh", show_progress=False)
+    fresh = execute(experiment.load(config), out=tmp_path / "fresh", show_progress=False)
     load = lambda d: without_timing(json.loads((d / "summary.json").read_text()))  # noqa: E731
     assert load(copy) == load(fresh)
 
@@ -95,7 +95,7 @@ def test_a_read_only_folder_is_one_line_for_a_new_run_a_resume_and_a_report(tmp_
     config = write_config(tmp_path / "c.yaml", tiny())
     place = tmp_path / "place"
     place.mkdir()
-    execute(config_module.load(config), out=place / "run", show_progress=False)
+    execute(experiment.load(config), out=place / "run", show_progress=False)
     before = sorted(p.name for p in (place / "run").iterdir())
     read_only = f"mount --bind {place} {place} && mount -o remount,bind,ro {place}"
     commands = {

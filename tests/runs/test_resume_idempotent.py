@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import tiny, write_config
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.runs import tasks
 from robustlr.runs.folder import execute
 
@@ -26,7 +26,7 @@ def finished(tmp_path_factory) -> Path:
     """A finished run folder of three one-epoch trials (never modified: tests copy it)."""
     root = tmp_path_factory.mktemp("resume")
     config = tiny(name="resume", schedules=SCHEDULES, train={"epochs": 2})
-    return execute(config_module.load(write_config(root / "c.yaml", config)), out=root / "run",
+    return execute(experiment.load(write_config(root / "c.yaml", config)), out=root / "run",
                    show_progress=False)
 
 

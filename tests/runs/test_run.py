@@ -10,8 +10,7 @@ import math
 import pytest
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import schedules
+from robustlr import experiment, schedules
 from robustlr.runs.folder import execute
 
 SUMMARY_FIELDS = {"trial", "schedule", "regime", "lr_scale", "seed", "status", "epochs",
@@ -21,7 +20,7 @@ TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds"
 
 
 def run_tiny(tmp_path, name="run", workers=1, **overrides):
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     return execute(config, out=tmp_path / name, workers=workers, show_progress=False)
 
 

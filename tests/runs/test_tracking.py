@@ -18,7 +18,7 @@ from click.testing import CliRunner  # noqa: E402
 from helpers import tiny, write_config  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from robustlr import config as config_module  # noqa: E402
+from robustlr import experiment  # noqa: E402
 from robustlr.cli import main  # noqa: E402
 from robustlr.runs.folder import execute  # noqa: E402
 from robustlr.runs.tracking import RUN_ID_FILE, check_tracker, open_tracker  # noqa: E402
@@ -31,7 +31,7 @@ def uri(tmp_path_factory):
 
 
 def load(tmp_path, **overrides):
-    return config_module.load(write_config(tmp_path / "config.yaml", tiny(**overrides)))
+    return experiment.load(write_config(tmp_path / "config.yaml", tiny(**overrides)))
 
 
 def tracked(tmp_path, uri, name, **overrides):

@@ -10,7 +10,7 @@ import torch
 from helpers import tiny
 from torch import nn
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.privacy.audit import audit
 from robustlr.results import report
 from robustlr.results.report.document import Document
@@ -27,7 +27,7 @@ CAPPED = "dp(noise_multiplier=1.5, max_epsilon=2, accountant=rdp)"  # runs out n
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=HARD, model={"name": "mlp", "hidden": [128]},
         train={"epochs": 15, "batch_size": 24, "lr": 0.1, "momentum": 0.9},
         schedules=["constant"], evaluation={"membership": True},
@@ -97,7 +97,7 @@ def test_the_privacy_section_skips_itself_without_private_or_audited_trials():
 @pytest.mark.slow
 def test_digits_at_epsilon_3_reaches_85_percent(tmp_path):
     """Issue 4's acceptance, with the default audit's model and training settings."""
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "dp-digits", "data": {"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2},
         "model": {"name": "cnn"},
         "train": {"epochs": 15, "batch_size": 64, "optimizer": "sgd", "lr": 0.05,
