@@ -252,7 +252,7 @@ def sidecar_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], No
 
 def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
     from robustlr import experiment
-    from robustlr.runs import folder
+    from robustlr.training import preflight
     from robustlr.training.trial import prepare_data
 
     def run(content: bytes) -> None:
@@ -265,7 +265,7 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
                "train": {"epochs": 1, "batch_size": 2}}
         try:
             with time_limit(20):
-                folder._check_data(experiment.from_mapping(raw))  # the checks before a folder
+                preflight.check(experiment.from_mapping(raw))  # the checks before a folder
             tally.record("accepted")
         except BaseException as error:  # noqa: BLE001
             tally.record(*classify_error(error))

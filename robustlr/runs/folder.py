@@ -13,18 +13,11 @@ import math
 import shutil
 from pathlib import Path
 
-from torch import nn
-
 from robustlr import config as config_module
-from robustlr import experiment, models
+from robustlr import experiment
 from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
-from robustlr.data import DataBundle, DataError, normalization
-from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
-from robustlr.grid import spec_text
 from robustlr.nofollow import open_append, refuse_links_below
-from robustlr.regimes import REGIMES
-from robustlr.regimes.base import Plan
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
@@ -32,9 +25,7 @@ from robustlr.runs import fingerprint
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
 from robustlr.runs.tracking import check_tracker, open_tracker
-from robustlr.spec import SpecError, is_none, parse
-from robustlr.training.ledger import planned_entries
-from robustlr.training.trial import prepare_data
+from robustlr.training import preflight
 
 log = logging.getLogger("robustlr")
 
@@ -108,87 +99,6 @@ def check_grid_size(config: ExperimentConfig, max_trials: int = MAX_TRIALS) -> N
                        f"{max_trials:,}; shrink the grid or pass --max-trials {sum(sizes)}")
 
 
-def _check_classes(config: ExperimentConfig, num_classes: int) -> None:
-    """An attack that cannot run on this many classes (reference AutoAttack: 4 for standard)
-    is a config error now, not a failure after training."""
-    from robustlr.catalog import ATTACKS
-
-    specs = [("evaluation.attack", config.evaluation.attack)] if config.evaluation.attack else []
-    specs += [(f"evaluation.final[{i}]", spec) for i, spec in enumerate(config.evaluation.final)]
-    for field, spec in specs:
-        needed = getattr(ATTACKS.build(spec), "classes_needed", 2)
-        if num_classes < needed:
-            raise RunError(f"{field}: {spec_text(spec)} needs at least {needed} classes; the data "
-                           f"has {num_classes}")
-
-
-def _check_data(config: ExperimentConfig) -> None:
-    """Load the data once before any folder exists: a missing dataset is a one-line error,
-    not one failed trial per grid point. Forked workers inherit the cached result."""
-    try:  # a device this machine lacks would fail every trial
-        resolve_device(config.train.device)
-    except DeviceError as error:
-        raise RunError(f"train.device: {error}") from None
-    try:
-        bundle = prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
-    except DataError as error:
-        raise RunError(f"data: {error}") from None
-    try:  # the model on this data: a factory that fails, logits that miss the classes
-        model = models.build(config.model, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
-                     mean=bundle.mean, std=bundle.std)
-    except (SpecError, ValueError) as error:
-        raise RunError(f"model: {error}") from None
-    _check_classes(config, bundle.num_classes)
-    examples = len(bundle.train[1])
-    if config.train.batch_size > examples:  # every epoch would be one short full batch
-        raise RunError(f"train.batch_size: {config.train.batch_size} is larger than the "
-                       f"{examples} training examples of data {config.data.name!r}; choose at "
-                       f"most {examples}")
-    if bundle.streamed:
-        _check_streamed(config)
-    _check_regimes(config, bundle=bundle, model=model)
-
-
-def _check_regimes(config: ExperimentConfig, *, bundle: DataBundle, model: nn.Module) -> None:
-    """Each regime's own check of the plan (:meth:`Regime.check_plan`): e.g. a dp regime that
-    cannot take one step on this data, whose cap the privacy ledger's other entries already
-    spend, that sits behind a poison filter without its scope, or whose grad_sample_mode cannot
-    clip a layer of the model, is a config error now, not a trial that trains nothing and is
-    ranked anyway."""
-    for number, dimensions in enumerate(config.dimension_sets()):
-        prefix = f"grids[{number}]." if config.grids else ""
-        filters = [spec_text(spec) for spec in dimensions["filter"] if not is_none(spec)]
-        for index, spec in enumerate(dimensions["regimes"]):
-            regime = REGIMES.build(spec)
-            try:  # a private regime's trials normalize with public or DP statistics
-                data = normalization.for_trial(config.data, bundle,
-                                               private=regime.loss_kind == "private", seed=0)
-            except DataError as error:
-                raise ConfigError(str(error)) from None
-            plan = Plan(dataset_size=len(bundle.train[1]), batch_size=config.train.batch_size,
-                        model=model, augmented=bool(config.data.augment),
-                        ledger=planned_entries(config, data,
-                                               filter=filters[0] if filters else "none"))
-            try:
-                regime.check_plan(plan)
-            except ValueError as error:
-                raise ConfigError(f"{prefix}regimes[{index}]: {regime.name}: {error}") from None
-
-
-def _check_streamed(config: ExperimentConfig) -> None:
-    """What needs the training split as tensors (DP's Poisson sampling, poisons, filters,
-    the membership audit) cannot run on streamed data yet."""
-    needs = [f"regime {name!r}" for dims in config.dimension_sets() for name in
-             (parse(value, kind="regime").name for value in dims["regimes"]) if name == "dp"]
-    needs += [field for dims in config.dimension_sets() for field in ("poisoning", "filter")
-              if any(not is_none(value) for value in dims[field])]
-    needs += ["evaluation.membership"] if config.evaluation.membership else []
-    if needs:
-        raise RunError(f"data.stream: the training data streams (it is above "
-                       f"data.stream_above_gb or data.stream is true), but {needs[0]} needs it in "
-                       "memory; set data.stream: false")
-
-
 OPTIONAL = {"ray": ("ray", "--backend ray"), "mlflow": ("mlflow", "--track mlflow")}
 
 
@@ -225,7 +135,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
                        f"continue it with --resume {run_dir}")
-    _check_data(config)
+    preflight.check(config)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
