@@ -14,6 +14,7 @@ from torch import nn
 
 from robustlr.errors import InputError
 from robustlr.models.plugin import is_plugin, parse_spec
+from robustlr.models.registry import build
 from robustlr.nofollow import write_atomic
 from robustlr.plugins import ZOOS, require_trusted, trusted_set
 from robustlr.spec import Spec, SpecError
@@ -133,8 +134,6 @@ def load(path: str | os.PathLike, *, map_location: Any = "cpu",
     but a user factory (``"mymodels:Net"``) is imported and called only if ``trust`` names it:
     a checkpoint from elsewhere could name ``os:system``. Otherwise an
     :class:`~robustlr.plugins.UntrustedFactory` error names what it would import."""
-    from robustlr.models import build  # the package imports this module: a cycle at load time
-
     trusted = trusted_set(trust)
     meta, state = _read(path, map_location)
     spec = parse_spec(meta["spec"])
