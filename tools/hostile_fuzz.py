@@ -234,16 +234,16 @@ def sidecar_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], No
     torch.save({}, work / "net.pt")
 
     def run(sidecar: Any) -> None:
-        from robustlr.results import robustbench
+        from robustlr.models import foreign
 
         text = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
         (work / "net.json").write_text(text)
         try:
             with time_limit(20):
-                found = robustbench.foreign_spec(work / "net.pt", arch=None, input_shape=None,
+                found = foreign.foreign_spec(work / "net.pt", arch=None, input_shape=None,
                                                  num_classes=10)
                 if found is not None:
-                    robustbench.load_checkpoint(work / "net.pt", **found)
+                    foreign.load_checkpoint(work / "net.pt", **found)
             tally.record("accepted")
         except BaseException as error:  # noqa: BLE001  (classified, never raised)
             tally.record(*classify_error(error))

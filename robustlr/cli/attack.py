@@ -173,19 +173,19 @@ def attack(model_path: Path, dataset: str, specs: tuple[str, ...], split: str,
            trust: tuple[str, ...]) -> None:
     """Robust accuracy of the model saved at MODEL_PATH under a cascade of attacks."""
     from robustlr.attacks import cascade, expand_stages
-    from robustlr.results import robustbench
+    from robustlr.models import foreign as foreign_models
 
     attacks = _build_attacks(specs)  # cheapest check first: a typo fails before any loading
     target = _device(device)
     trusted = _trusted(trust)
-    foreign = robustbench.foreign_spec(model_path, arch=arch, input_shape=input_shape,
-                                       num_classes=num_classes, trust=trusted)
+    foreign = foreign_models.foreign_spec(model_path, arch=arch, input_shape=input_shape,
+                                           num_classes=num_classes, trust=trusted)
     if foreign is None:
         model, meta = _load_model(model_path, target, trusted)
     else:  # a state dict plus an architecture name, as RobustBench's model zoo stores them
         if not model_path.is_file():
             raise InputError(f"MODEL_PATH: no such file {str(model_path)!r}")
-        model = robustbench.load_checkpoint(model_path, **foreign).to(target)
+        model = foreign_models.load_checkpoint(model_path, **foreign).to(target)
         meta = {"input_shape": list(foreign["input_shape"])}
     recorded = _recorded_split(meta, dataset, split, root, limit, trusted)
     x, y = recorded or _load_data(dataset, split, root, limit, meta["input_shape"])
