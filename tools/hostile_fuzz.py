@@ -274,7 +274,7 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
 
 def folder_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
     from robustlr import experiment
-    from robustlr.runs.folder import execute
+    from robustlr.runs.folder import run_in_folder
 
     base = work / "base"
     config = experiment.from_mapping({
@@ -282,7 +282,7 @@ def folder_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], Non
                                                     "shape": [1, 4, 4]}},
         "model": {"name": "mlp", "hidden": [4]}, "schedules": ["constant"],
         "train": {"epochs": 1, "batch_size": 16}})
-    execute(config, out=base, show_progress=False)
+    run_in_folder(config, out=base, show_progress=False)
     victim = work / "victim"
 
     def mutate(run_dir: Path, operation: str, name: str, payload: Any) -> None:

@@ -51,7 +51,7 @@ def run(config: Path | None, out: Path | None, workers: int | None, resume: Path
     loaded = experiment.load(config) if config is not None else None
     if quick and loaded is not None:
         loaded = folder.quick(loaded)
-    run_dir = folder.execute(loaded, out=out, resume=resume, workers=workers or default_workers(),
+    run_dir = folder.run_in_folder(loaded, out=out, resume=resume, workers=workers or default_workers(),
                              save_models=save_models, show_progress=not no_progress,
                              backend=backend, address=address, track=track,
                              tracking_uri=tracking_uri,

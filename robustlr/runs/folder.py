@@ -17,30 +17,24 @@ from robustlr import config as config_module
 from robustlr import experiment
 from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
 from robustlr.errors import InputError, RunFailure
-from robustlr.nofollow import open_append, refuse_links_below
+from robustlr.nofollow import refuse_links_below
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
 from robustlr.runs import fingerprint
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
+from robustlr.runs.runlog import LOG_FILE, run_log
 from robustlr.runs.tracking import check_tracker, open_tracker
 from robustlr.training import preflight
 
 log = logging.getLogger("robustlr")
 
-CONFIG_FILE, DATABASE, LOG_FILE = "config.yaml", "results.sqlite", "run.log"
+CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
 WRITTEN = (CONFIG_FILE, DATABASE, *(DATABASE + tail for tail in SIDE_FILES), LOG_FILE,
            "summary.json", "epochs.csv", "report.html", "report.md", "robustbench.json")
 """The files a run folder's commands write at its top level; with ``figures/`` and ``trials/``
 they are checked for planted links before a resume or a report writes anything."""
-
-
-class _LogFile(logging.FileHandler):
-    """The run log, appended to without following a link planted at its name."""
-
-    def _open(self):
-        return open_append(Path(self.baseFilename))
 
 
 def refuse_planted_links(run_dir: Path) -> None:
@@ -155,12 +149,13 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     return config, run_dir, store
 
 
-def execute(config: ExperimentConfig | None, *, out: Path | None = None,
-            resume: Path | None = None, workers: int = 1, save_models: bool = False,
-            show_progress: bool = True, backend: str = "local", address: str | None = None,
-            track: str | None = None, tracking_uri: str | None = None,
-            max_trials: int = MAX_TRIALS) -> Path:
-    """Run (or finish) a grid and write its exports and report; returns the run folder.
+def run_in_folder(config: ExperimentConfig | None, *, out: Path | None = None,
+                  resume: Path | None = None, workers: int = 1, save_models: bool = False,
+                  show_progress: bool = True, backend: str = "local", address: str | None = None,
+                  track: str | None = None, tracking_uri: str | None = None,
+                  max_trials: int = MAX_TRIALS) -> Path:
+    """Run (or finish) a grid in a run folder and write its exports and report; returns the
+    folder.
 
     ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
     (``mlflow``) that receives every trial finished by this call and the report.
@@ -176,20 +171,29 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
     config, run_dir, store = start(config, out=out, resume=resume, max_trials=max_trials)
     try:
-        handler = _LogFile(run_dir / LOG_FILE)
-    except BaseException:
+        with run_log(run_dir):
+            _run_grid_logged(config, run_dir, store, resumed=resume is not None,
+                             workers=workers, save_models=save_models,
+                             show_progress=show_progress, backend=backend, address=address,
+                             track=track, tracking_uri=tracking_uri)
+    finally:
         store.close()
-        raise
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False  # ART configures the root logger; the run log is enough
+    return run_dir
+
+
+execute = run_in_folder
+"""The name :func:`run_in_folder` had before; kept for callers that import it."""
+
+
+def _run_grid_logged(config: ExperimentConfig, run_dir: Path, store: Store, *, resumed: bool,
+                     workers: int, save_models: bool, show_progress: bool, backend: str,
+                     address: str | None, track: str | None, tracking_uri: str | None) -> None:
     progress = Progress(enabled=show_progress)
     observers: tuple = ()
     try:
         if track is not None:
             observers = (open_tracker(track, tracking_uri, run_dir, config),)
-        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resume else "started", backend)
+        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resumed else "started", backend)
         run_grid(config, run_dir, store, workers=workers, save_models=save_models,
                  progress=progress, backend=backend, address=address, observers=observers)
         finish(run_dir, store, config.name, config.report)
@@ -201,10 +205,6 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         for observer in observers:
             observer.close()
         progress.close()
-        store.close()
-        log.removeHandler(handler)
-        handler.close()
-    return run_dir
 
 
 class TrialsInterrupted(RunFailure):
@@ -271,5 +271,5 @@ def rebuild_report(run_dir: Path, ranking=None) -> None:
         store.close()
 
 
-__all__ = ["execute", "start", "quick", "rebuild_report", "trial_counts", "RunError", "ConfigError",
-           "StoreError"]
+__all__ = ["run_in_folder", "execute", "start", "quick", "rebuild_report", "trial_counts", "RunError",
+           "ConfigError", "StoreError"]

@@ -102,7 +102,7 @@ def connect(uri: str | None):
 
 
 class MlflowTracker:
-    """Receives each trial finished in this session, then the report (see ``run.execute``)."""
+    """Receives each trial finished in this session, then the report (see ``folder.run_in_folder``)."""
 
     def __init__(self, client, uri: str, run_dir: Path, config: ExperimentConfig):
         self.client, self.ended = client, False
@@ -214,7 +214,7 @@ class MlflowTracker:
 
     def close(self) -> None:
         """End a parent that run_finished did not: interrupted (KILLED) or crashed (FAILED).
-        Called in ``execute``'s finally block, where sys.exc_info() is what is propagating."""
+        Called in ``run_in_folder``'s finally block, where sys.exc_info() is what is propagating."""
         if not self.ended:
             error = sys.exc_info()[1]
             self._end("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")

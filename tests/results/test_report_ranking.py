@@ -14,7 +14,7 @@ from robustlr.config import ConfigError, ReportConfig
 from robustlr.results.report import Document
 from robustlr.results.report.constraints import constrained_section
 from robustlr.results.report.sensitivity import sensitivity_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 
 def record(schedule, seed, *, scale=1.0, regime="dp", **metrics):
@@ -104,7 +104,7 @@ def test_report_bounds_take_percent_like_the_report_and_refuse_fractions():
 
 def test_report_ranks_from_the_config_and_the_cli_overrides_it(tmp_path):
     config = tiny(lr_scales=[0.5, 1.0], report={"rank_by": "clean_acc", "max": {"train_seconds": 1e6}})
-    run_dir = execute(experiment.from_mapping(config), out=tmp_path / "run", show_progress=False)
+    run_dir = run_in_folder(experiment.from_mapping(config), out=tmp_path / "run", show_progress=False)
     markdown = (run_dir / "report.md").read_text()
     assert "## Ranking under constraints" in markdown and "train_seconds <= 1e+06" in markdown
     assert "## Sensitivity to the LR scale" in markdown

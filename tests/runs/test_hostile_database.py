@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from robustlr import experiment
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     config = experiment.from_mapping(tiny(train={"epochs": 2}))
-    return execute(config, out=tmp_path_factory.mktemp("database") / "run", show_progress=False)
+    return run_in_folder(config, out=tmp_path_factory.mktemp("database") / "run", show_progress=False)
 
 
 COMMANDS = {

@@ -28,7 +28,7 @@ from robustlr import experiment  # noqa: E402
 from robustlr.cli import main  # noqa: E402
 from robustlr.grid import Trial, expand  # noqa: E402
 from robustlr.results.store import Store  # noqa: E402
-from robustlr.runs.folder import execute  # noqa: E402
+from robustlr.runs.folder import run_in_folder  # noqa: E402
 from robustlr.runs.progress import Progress  # noqa: E402
 from robustlr.runs.ray_backend import run_ray  # noqa: E402
 from robustlr.runs.tasks import Recorder, TrialTask  # noqa: E402
@@ -127,8 +127,8 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 def test_ray_gives_the_numbers_of_the_local_pool(tmp_path, ray_address):
     config = experiment.from_mapping(tiny(seeds=[0, 1]))
-    local = execute(config, out=tmp_path / "local", workers=2, show_progress=False)
-    remote = execute(config, out=tmp_path / "ray", workers=2, show_progress=False,
+    local = run_in_folder(config, out=tmp_path / "local", workers=2, show_progress=False)
+    remote = run_in_folder(config, out=tmp_path / "ray", workers=2, show_progress=False,
                      backend="ray", address=ray_address)
     local_summary, local_rows = read(local)
     ray_summary, ray_rows = read(remote)
@@ -165,7 +165,7 @@ def test_failed_trials_are_recorded_and_the_grid_goes_on(tmp_path, ray_address):
     store.close()
     assert rows[ok_a.id] == rows[ok_b.id] == "ok | "
     assert rows[tasks[1].trial.id].startswith("failed | ") and len(rows[tasks[1].trial.id]) > 12
-    assert "interrupted" not in rows[tasks[1].trial.id]  # raised inside execute: its own error
+    assert "interrupted" not in rows[tasks[1].trial.id]  # raised inside run_task: its own error
     assert rows[tasks[2].trial.id].startswith("interrupted | interrupted: its Ray worker died")
     epochs = Store(store.path).epochs()
     assert sorted((e["trial"], e["epoch"]) for e in epochs) == sorted(
@@ -216,7 +216,7 @@ def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, r
     assert sorted(s for _, s in trials) == ["ok"] * 4
     assert sorted(epochs) == sorted((t, e) for t, _ in trials for e in (1, 2, 3, 4))
 
-    fresh = execute(experiment.from_mapping(config), out=tmp_path / "fresh", workers=1,
+    fresh = run_in_folder(experiment.from_mapping(config), out=tmp_path / "fresh", workers=1,
                     show_progress=False)
     resumed_summary, resumed_rows = read(out)
     fresh_summary, fresh_rows = read(fresh)

@@ -14,14 +14,14 @@ import yaml
 
 from robustlr import experiment
 from robustlr.grid import expand
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     config = experiment.from_mapping(tiny(train={"epochs": 1}))
-    return execute(config, out=tmp_path_factory.mktemp("resume") / "run", show_progress=False)
+    return run_in_folder(config, out=tmp_path_factory.mktemp("resume") / "run", show_progress=False)
 
 
 def _dump(run_dir: Path) -> list[tuple]:

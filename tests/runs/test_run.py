@@ -11,7 +11,7 @@ import pytest
 from helpers import tiny
 
 from robustlr import experiment, schedules
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 SUMMARY_FIELDS = {"trial", "schedule", "regime", "lr_scale", "seed", "status", "epochs",
                   "clean_acc", "clean_acc_best", "train_seconds"}
@@ -21,7 +21,7 @@ TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds"
 
 def run_tiny(tmp_path, name="run", workers=1, **overrides):
     config = experiment.from_mapping(tiny(**overrides))
-    return execute(config, out=tmp_path / name, workers=workers, show_progress=False)
+    return run_in_folder(config, out=tmp_path / name, workers=workers, show_progress=False)
 
 
 def read(run_dir):

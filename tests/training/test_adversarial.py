@@ -20,7 +20,7 @@ from robustlr.grid import expand
 from robustlr.regimes import REGIMES
 from robustlr.results.report import Document
 from robustlr.results.report.robustness import robustness_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from robustlr.training.loop import train_trial
 from robustlr.training.probes import build_probes
 from robustlr.training.probes.robustness import catastrophic_overfitting
@@ -220,7 +220,7 @@ def saved_model(tmp_path_factory):
     config.update(data={"name": "digits", "limit": 300}, schedules=["constant"],
                   train={**config["train"], "epochs": 2})
     out = tmp_path_factory.mktemp("attack") / "run"
-    run_dir = execute(experiment.from_mapping(config), out=out, save_models=True,
+    run_dir = run_in_folder(experiment.from_mapping(config), out=out, save_models=True,
                       show_progress=False)
     (path,) = run_dir.glob("trials/*/model.pt")
     return path
@@ -287,7 +287,7 @@ def test_attack_scores_the_split_the_checkpoint_records_not_the_default(tmp_path
     config = copy.deepcopy(TINY)
     config.update(data={"name": "digits", "split_seed": 3, "test_fraction": 0.3, "limit": 200},
                   schedules=["constant"], train={**config["train"], "epochs": 1})
-    run_dir = execute(experiment.from_mapping(config), out=tmp_path / "run",
+    run_dir = run_in_folder(experiment.from_mapping(config), out=tmp_path / "run",
                       save_models=True, show_progress=False)
     (path,) = run_dir.glob("trials/*/model.pt")
     recorded = models.read_metadata(path)["extra"]["data"]
@@ -327,7 +327,7 @@ def test_acceptance_pgd_at_is_30_points_more_robust_on_digits_at_eps_0_1(tmp_pat
         "schedules": ["cosine"], "regimes": ["standard", "pgd_at(eps=0.1, steps=7)"],
         "evaluation": {"attack": "pgd(eps=0.1, steps=20)", "subset": 100,
                        "final": ["pgd(eps=0.1, steps=20)"]}})
-    run_dir = execute(config, out=tmp_path / "run", workers=2, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=2, show_progress=False)
     summary = {r["regime"]: r for r in json.loads((run_dir / "summary.json").read_text())}
     standard, adversarial = summary["standard"], summary["pgd_at(eps=0.1, steps=7)"]
     assert adversarial["clean_acc"] >= 0.90

@@ -14,7 +14,7 @@ from robustlr.grid import Trial
 from robustlr.privacy import engine
 from robustlr.results.report.document import Document
 from robustlr.results.report.privacy import _canary_audit
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from robustlr.training import canary_stage
 from robustlr.training.trial import prepare_data, run_trial
 
@@ -37,7 +37,7 @@ def _config(**evaluation):
 
 @pytest.fixture(scope="module")
 def correct_run(tmp_path_factory):
-    run_dir = execute(_config(), out=tmp_path_factory.mktemp("canary") / "run",
+    run_dir = run_in_folder(_config(), out=tmp_path_factory.mktemp("canary") / "run",
                       show_progress=False)
     (record,) = json.loads((run_dir / "summary.json").read_text())
     return run_dir, record

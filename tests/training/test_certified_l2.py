@@ -107,12 +107,12 @@ def test_trades_l2_stays_in_the_l2_ball():
 def test_a_gaussian_grid_over_three_schedules_reports_certified_curves(tmp_path):
     import json
 
-    from robustlr.runs.folder import execute
+    from robustlr.runs.folder import run_in_folder
 
     config = experiment.from_mapping(tiny(
         schedules=["constant", "cosine", "onecycle"], regimes=["gaussian(sigma=0.25)"],
         train={"epochs": 2}, evaluation={"certify": CERTIFY}))
-    run_dir = execute(config, out=tmp_path / "run", workers=1, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=1, show_progress=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary) == 3 and all("certified_acc_r0_5" in r for r in summary)
     report = (run_dir / "report.md").read_text()

@@ -15,7 +15,7 @@ from robustlr.privacy.audit import audit
 from robustlr.results import report
 from robustlr.results.report.document import Document
 from robustlr.results.report.privacy import privacy_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 # Overlapping Gaussian clusters: a non-private MLP memorises its 360 training points (loss ~0)
 # while held-out points stay hard, so the loss-threshold attack separates them clearly.
@@ -35,7 +35,7 @@ def audited(tmp_path_factory):
                {"regimes": [SMALL_EPSILON], "lr_scales": [0.1],
                 "schedules": ["constant", "cosine"]},
                {"regimes": [CAPPED], "lr_scales": [0.1]}]))
-    run_dir = execute(config, out=tmp_path_factory.mktemp("audit") / "run", show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path_factory.mktemp("audit") / "run", show_progress=False)
     summaries = json.loads((run_dir / "summary.json").read_text())
     return run_dir, {(r["regime"], r["schedule"]): r for r in summaries}
 
@@ -104,7 +104,7 @@ def test_digits_at_epsilon_3_reaches_85_percent(tmp_path):
                   "momentum": 0.9, "weight_decay": 5.0e-4},
         "schedules": ["cosine(warmup=0.05)"],
         "regimes": [{"name": "dp", "target_epsilon": 3.0, "delta": 1.0e-5}]})
-    run_dir = execute(config, out=tmp_path / "run", show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", show_progress=False)
     (record,) = json.loads((run_dir / "summary.json").read_text())
     assert record["status"] == "ok" and record["epsilon"] <= 3.0
     assert record["clean_acc"] >= 0.85

@@ -13,14 +13,14 @@ from helpers import tiny
 
 from robustlr import config as config_module
 from robustlr import experiment
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 IMAGES = {"synthetic": {"num_examples": 400, "num_classes": 3, "shape": [1, 8, 8]}}
 
 
 def run(tmp_path, name, **overrides):
     config = experiment.from_mapping(tiny(data=IMAGES, **overrides))
-    run_dir = execute(config, out=tmp_path / name, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / name, show_progress=False)
     with (run_dir / "epochs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     return json.loads((run_dir / "summary.json").read_text()), rows
