@@ -6,7 +6,6 @@ state dict) loaded into one of robustlr's architectures, and how to rebuild it (
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from robustlr.models.io import shape_problem
 from robustlr.models.plugin import parse_spec
 from robustlr.models.registry import build
 from robustlr.plugins import ZOOS, require_trusted
+from robustlr.records import finite
 from robustlr.spec import SpecError
 
 
@@ -124,4 +124,4 @@ def _sidecar(sidecar: Any, trust: frozenset[str]) -> dict[str, Any]:
 
 def _finite_list(values: Any, length: int) -> bool:
     return isinstance(values, list) and len(values) == length and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+        finite(v) is not None for v in values)
