@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,39 +27,11 @@ from sklearn.model_selection import train_test_split
 
 from robustlr.data import augment, files, normalization, streaming
 from robustlr.data import labels as label_checks
+from robustlr.data.bundle import SPLITS, DataBundle, Split
 from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
 from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
 from robustlr.privacy.ledger import Entry
-
-Split = tuple[torch.Tensor, torch.Tensor]
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True, eq=False)
-class DataBundle:
-    """The three splits of one dataset and what a model needs to know about it."""
-
-    train: Split
-    val: Split
-    test: Split
-    num_classes: int
-    input_shape: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    name: str
-    train_stream: streaming.Examples | None = None
-    """The training examples when they stream; then ``train`` is (empty inputs, labels)."""
-    ledger: tuple[Entry, ...] = ()
-    """What preparing the data computed from the training split and releases with the model,
-    as privacy-ledger entries (see robustlr.privacy.ledger): ``normalization`` (``none`` for
-    exact statistics; a DP trial's bundle, from :func:`normalization.for_trial`, holds
-    ``public`` or ``gaussian`` instead, and the ``dataset_size`` and ``classes`` it names
-    public). See docs/privacy-ledger.md."""
-
-    @property
-    def streamed(self) -> bool:
-        return self.train_stream is not None
 
 
 def _holdout(y: np.ndarray, indices: np.ndarray, fraction: float, seed: int,
