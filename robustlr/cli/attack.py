@@ -54,10 +54,10 @@ def _load_data(name: str, split: str, root: str, limit: int | None, input_shape:
     options = {"root": root}
     if name.endswith(".npz"):  # the user's own arrays, as data: {name: npz, path: FILE}
         name, options["path"] = "npz", name
-    elif name not in data.DATASETS or name == "npz" or is_import_path(name):
+    elif name not in data.DATA_SOURCES or name == "npz" or is_import_path(name):
         if not is_import_path(name):
             raise InputError(f"--data: unknown dataset {name!r}; allowed: "
-                             f"{', '.join(d for d in data.DATASETS if d != 'npz')}, a FILE.npz or "
+                             f"{', '.join(d for d in data.DATA_SOURCES.names() if d != 'npz')}, a FILE.npz or "
                              "an import path 'package.module:factory'")
     try:
         x, y = data.load(name, split=split, seed=0, **options)

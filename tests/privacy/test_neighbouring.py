@@ -25,7 +25,7 @@ from helpers import tiny
 
 from robustlr import data, experiment
 from robustlr.data import normalization
-from robustlr.data.sources import SOURCES, Source
+from robustlr.data.sources import DATA_SOURCES, Source
 from robustlr.grid import expand
 from robustlr.training import checkpoint
 from robustlr.training.trial import prepare_data, run_trial
@@ -182,9 +182,10 @@ def test_a_dp_trial_with_public_constants_releases_nothing_else_about_one_exampl
 def test_a_dp_trial_on_a_dataset_with_a_public_default_uses_it(tmp_path, monkeypatch):
     """mnist's published constants, on a stand-in for its files (no download here)."""
     current: dict[str, dict[str, np.ndarray]] = {}
-    monkeypatch.setitem(SOURCES, "mnist", lambda config: Source(
+    loader = DATA_SOURCES.loader
+    monkeypatch.setattr(DATA_SOURCES, "loader", lambda name: (lambda config: Source(
         current["arrays"]["x"], current["arrays"]["y"], current["arrays"]["x_test"],
-        current["arrays"]["y_test"]))
+        current["arrays"]["y_test"])) if name == "mnist" else loader(name))
     arrays = _arrays()
     config = _config({"name": "mnist", "val_fraction": 0.2})
     runs = []

@@ -214,10 +214,10 @@ def _cifar_folder(root: Path, planted: Path | None = None) -> None:
 
 def test_cifar_batches_load_without_running_a_planted_payload(tmp_path):
     from robustlr.data import DataConfig
-    from robustlr.data.sources import SOURCES
+    from robustlr.data.sources import DATA_SOURCES
 
     _cifar_folder(tmp_path / "good")
-    source = SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path / "good")))
+    source = DATA_SOURCES.loader("cifar10")(DataConfig(name="cifar10", root=str(tmp_path / "good")))
     assert source.x.shape == (100, 3, 32, 32) and source.x_test.shape == (20, 3, 32, 32)
 
     planted = tmp_path / "pwned.txt"
