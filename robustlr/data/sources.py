@@ -73,7 +73,7 @@ class SourceRegistry(Registry):
         super().__init__("dataset")
         self._facts: dict[str, SourceFacts] = {}
 
-    def register(self, name: str, factory: Loader | None = None, *,  # type: ignore[override]
+    def register(self, name: str, factory: Loader | None = None, *,
                  channels: int | None = None, official_test: bool = False,
                  downloadable: bool = False) -> Any:
         """Register a loader under ``name`` with its facts; usable as a decorator."""
