@@ -11,19 +11,9 @@ from __future__ import annotations
 from .art_adapters import APGDCE, APGDDLR, AutoAttackART, CarliniWagnerL2, DeepFool, Square
 from .autoattack import AutoAttack, expand_stages
 from .cascade import CascadeResult, cascade
+from .contracts import EVASION_ATTACKS  # each class registers itself where it is defined
 from .fgsm import FGSM, fgsm
 from .pgd import PGD, pgd
-
-EVASION_ATTACKS: dict[str, type] = {
-    "pgd": PGD,
-    "fgsm": FGSM,
-    "apgd_ce": APGDCE,
-    "autoattack_art": AutoAttackART,
-    "autoattack": AutoAttack,
-    "cw_l2": CarliniWagnerL2,
-    "square": Square,
-    "deepfool": DeepFool,
-}
 
 __all__ = ["APGDCE", "APGDDLR", "AutoAttack", "AutoAttackART", "CarliniWagnerL2", "CascadeResult", "DeepFool",
            "EVASION_ATTACKS", "FGSM", "PGD", "Square", "cascade", "expand_stages", "fgsm", "pgd"]

@@ -36,6 +36,7 @@ from ._common import (
     model_device,
     project,
 )
+from .contracts import EVASION_ATTACKS
 
 _ART_NORM = {"linf": np.inf, "l2": 2}
 
@@ -89,6 +90,7 @@ def _check_common(eps: float, norm: str, seed: int, batch_size: int) -> None:
     check_int("batch_size", batch_size, low=1)
 
 
+@EVASION_ATTACKS.register("apgd_ce")
 @dataclass(frozen=True, kw_only=True)
 class APGDCE:
     """APGD with cross-entropy loss (ART's ``AutoProjectedGradientDescent``).
@@ -131,6 +133,7 @@ class APGDDLR(APGDCE):
     loss_type = "difference_logits_ratio"
 
 
+@EVASION_ATTACKS.register("square")
 @dataclass(frozen=True, kw_only=True)
 class Square:
     """Square attack: score-based black box, no gradients (ART's ``SquareAttack``)."""
@@ -164,6 +167,7 @@ class Square:
         return (x + project(x_adv - x, self.eps, self.norm)).clamp_(0.0, 1.0)
 
 
+@EVASION_ATTACKS.register("cw_l2")
 @dataclass(frozen=True, kw_only=True)
 class CarliniWagnerL2:
     """Carlini-Wagner L2, a minimal-perturbation attack (ART's ``CarliniL2Method``).
@@ -204,6 +208,7 @@ class CarliniWagnerL2:
         return _within(x, run_art(factory, model, x, y, seed=self.seed), self.eps)
 
 
+@EVASION_ATTACKS.register("deepfool")
 @dataclass(frozen=True, kw_only=True)
 class DeepFool:
     """DeepFool, a minimal-L2 attack (ART's ``DeepFool``); ``eps`` as for C&W."""
@@ -234,6 +239,7 @@ class DeepFool:
         return _within(x, run_art(factory, model, x, y, seed=self.seed), self.eps)
 
 
+@EVASION_ATTACKS.register("autoattack_art")
 @dataclass(frozen=True, kw_only=True)
 class AutoAttackART:
     """APGD-CE, then APGD-DLR, then Square, each run only on the points still correct.

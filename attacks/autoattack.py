@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ._common import check_choice, check_int, check_number, eval_mode, model_device
+from .contracts import EVASION_ATTACKS
 
 _NORM = {"linf": "Linf", "l2": "L2", "l1": "L1"}
 STAGES = {"standard": ("apgd-ce", "apgd-t", "fab-t", "square"), "rand": ("apgd-ce", "apgd-dlr")}
@@ -40,6 +41,7 @@ def _num_classes(model: nn.Module, x: torch.Tensor) -> int:
         return int(model(x[:1]).shape[1])
 
 
+@EVASION_ATTACKS.register("autoattack")
 @dataclass(frozen=True, kw_only=True)
 class AutoAttack:
     """AutoAttack (``standard`` or ``rand``) at budget ``eps`` in the ``norm`` ball; ``seed``

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._common import check_int, check_number, check_optional_number, eval_mode, generator_for
+from .contracts import EVASION_ATTACKS
 from .pgd import pgd
 
 
@@ -36,6 +37,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                generator=generator)
 
 
+@EVASION_ATTACKS.register("fgsm")
 @dataclass(frozen=True, kw_only=True)
 class FGSM:
     """FGSM for evaluation: eval mode during the attack, the previous modes restored after."""

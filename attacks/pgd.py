@@ -32,6 +32,7 @@ from ._common import (
     project,
 )
 from ._common import random_start as draw_start
+from .contracts import EVASION_ATTACKS
 
 
 def default_step_size(*, eps: float, steps: int) -> float:
@@ -118,6 +119,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_
     return best
 
 
+@EVASION_ATTACKS.register("pgd")
 @dataclass(frozen=True, kw_only=True)
 class PGD:
     """PGD for evaluation: eval mode during the attack, the previous modes restored after.

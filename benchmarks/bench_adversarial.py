@@ -19,8 +19,7 @@ import time
 
 import torch
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.training.loop import train_trial
 
@@ -35,7 +34,7 @@ def main() -> None:
     torch.set_num_threads(1)
     regimes = {"clean": "standard", "pgd": f"pgd_at(eps=0.1, steps={args.steps})",
                "fgsm_rs": "fgsm_rs(eps=0.1)"}
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "bench-adversarial", "data": {"name": "digits"}, "model": "cnn",
         "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.05, "momentum": 0.9,
                   "weight_decay": 5e-4},

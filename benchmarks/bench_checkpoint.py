@@ -21,8 +21,7 @@ from pathlib import Path
 
 import torch
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.training import checkpoint
 from robustlr.training.loop import train_trial
@@ -30,7 +29,7 @@ from robustlr.training.setup import prepare
 
 
 def _config(epochs: int, every: int | None):
-    return config_module.from_mapping({
+    return experiment.from_mapping({
         "name": "bench-checkpoint", "data": {"name": "digits"}, "model": "cnn",
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "checkpoint_every": every},
         "schedules": ["cosine"]})

@@ -25,9 +25,8 @@ from typing import Any
 
 import torch
 
-from robustlr import config as config_module
 from robustlr import data as data_module
-from robustlr import models
+from robustlr import experiment, models
 from robustlr.data import augment
 from robustlr.distributed import resolve_device
 from robustlr.grid import Trial
@@ -41,7 +40,7 @@ MODEL_SPECS = {"resnet18": "resnet18", "wrn": {"name": "wrn", "depth": 28, "widt
 
 def make_config(args, model: str, regime: str = "standard", epochs: int = 1,
                 precision: str | None = None):
-    return config_module.from_mapping({
+    return experiment.from_mapping({
         "name": "bench-gpu", "model": MODEL_SPECS[model],
         # no validation split and a small test split: throughput counts training only
         "data": {"name": "synthetic", "val_fraction": 0.0, "test_fraction": 0.1 if args.small else 0.01,

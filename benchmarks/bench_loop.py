@@ -28,8 +28,7 @@ import torch
 from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
 
-from robustlr import config as config_module
-from robustlr import data, models
+from robustlr import data, experiment, models
 from robustlr.grid import expand
 from robustlr.training.loop import train_trial
 
@@ -114,7 +113,7 @@ def scenario(name: str, epochs: int, workers: int):
         data_section["augment"] = ["random_crop(padding=4)", "hflip"]
     if name == "stream":
         data_section.update(stream=True, workers=workers)
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": f"bench-loop-{name}", "data": data_section,
         "model": "cnn" if name == "plain" else {"name": "cnn", "width": 16, "hidden": 64},
         "train": {"epochs": epochs, "batch_size": 64, "lr": 0.05, "momentum": 0.9,

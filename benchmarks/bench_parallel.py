@@ -28,7 +28,7 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import torch  # noqa: E402
 
-from robustlr import config as config_module  # noqa: E402
+from robustlr import experiment  # noqa: E402
 from robustlr.results.store import Store  # noqa: E402
 from robustlr.runs.grid_runner import run_grid  # noqa: E402
 from robustlr.runs.progress import Progress  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--out")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "bench-parallel", "data": {"name": "digits"}, "model": "cnn",
         "train": {"epochs": args.epochs, "batch_size": 64, "lr": 0.05, "momentum": 0.9},
         "schedules": SCHEDULES, "seeds": list(range(args.seeds))})

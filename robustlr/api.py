@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.errors import InputError
 from robustlr.results.report.threats import split
 from robustlr.results.report.verdict import judge
 from robustlr.results.store import Store
-from robustlr.runs.folder import DATABASE, execute, rebuild_report
+from robustlr.runs.folder import DATABASE, rebuild_report, run_in_folder
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,9 +36,9 @@ def _config(config: str | Path | Mapping[str, Any] | config_module.ExperimentCon
     if isinstance(config, config_module.ExperimentConfig):
         return config
     if isinstance(config, Mapping):
-        return config_module.from_mapping(config)
+        return experiment.from_mapping(config)
     if isinstance(config, (str, Path)):
-        return config_module.load(config)
+        return experiment.load(config)
     raise InputError(f"config: expected a path, a mapping or an ExperimentConfig, got "
                      f"{type(config).__name__}")
 
@@ -50,7 +51,7 @@ def run(config: str | Path | Mapping[str, Any] | config_module.ExperimentConfig,
     :class:`robustlr.errors.InputError` with the CLI's one-line message."""
     from robustlr.runs.grid_runner import default_workers
 
-    run_dir = execute(_config(config), out=Path(out) if out is not None else None,
+    run_dir = run_in_folder(_config(config), out=Path(out) if out is not None else None,
                       workers=default_workers() if workers is None else workers,
                       show_progress=progress, save_models=save_models)
     return Run(run_dir)

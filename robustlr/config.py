@@ -1,8 +1,9 @@
-"""The experiment config: typed, unknown keys rejected, every spec checked before a run starts.
+"""The experiment config: typed, unknown keys rejected.
 
-A bad config raises :class:`ConfigError` with one line naming the field (``train.epochs``,
-``schedules[2]``) and what is allowed; the CLI prints it and exits with 2 before any run
-folder exists.
+This module reads and validates the config's shape; :mod:`robustlr.experiment` loads it and
+also builds every spec it names (the registries sit above this module). A bad config raises
+:class:`ConfigError` with one line naming the field (``train.epochs``, ``schedules[2]``) and
+what is allowed; the CLI prints it and exits with 2 before any run folder exists.
 """
 
 from __future__ import annotations
@@ -276,17 +277,9 @@ def _field_path(location: tuple[Any, ...]) -> str:
     return path or "config"
 
 
-def _check_specs(config: ExperimentConfig) -> None:
-    from robustlr.catalog import check_specs  # the catalog imports every registry (torch)
-
-    problems = check_specs(config)
-    if problems:
-        field, problem = problems[0]
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise ConfigError(f"{field}: {problem}{more}")
-
-
 def from_mapping(raw: Mapping[str, Any] | None) -> ExperimentConfig:
+    """The config ``raw`` describes, its fields and their combinations validated; the specs it
+    names are parsed, not built (:func:`robustlr.experiment.from_mapping` builds them too)."""
     if not isinstance(raw, Mapping):
         raise ConfigError("config: expected a mapping of fields (name, data, model, train, "
                           "schedules, ...)")
@@ -300,11 +293,11 @@ def from_mapping(raw: Mapping[str, Any] | None) -> ExperimentConfig:
             message = "unknown key (check the spelling; allowed keys are in the README)"
         # Nested models already name their field ("data.val_fraction must be ...").
         raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
-    _check_specs(config)
     return config
 
 
 def load(path: str | Path) -> ExperimentConfig:
+    """The config in the YAML file ``path``, as :func:`from_mapping` validates it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config: no such file {str(path)!r}")

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from robustlr.config import ExperimentConfig
+from robustlr.data.provenance import compact
 from robustlr.spec import is_none, parse
 
 
@@ -84,45 +85,6 @@ def setup_key(config: ExperimentConfig) -> str:
            "model": config.model, "evaluation": config.evaluation.model_dump(mode="json"),
            "filtering": config.filtering.model_dump(mode="json")}
     return hashlib.sha1(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:12]
-
-
-OPTIONAL_DATA_FIELDS = ("mean", "std", "normalization")
-"""Data fields left out of hashes and records when unset, so the trial ids and checkpoints of
-configs written before them stay the same."""
-
-
-def compact(raw: dict[str, Any]) -> dict[str, Any]:
-    """A dumped data config without its unset optional fields."""
-    return {key: value for key, value in raw.items()
-            if not (key in OPTIONAL_DATA_FIELDS and value is None)}
-
-
-SPLIT_SCOPES = {"test+val": ("test", "val"), "test": ("test",)}
-
-
-def split_hash(bundle, *, scope: str = "test+val") -> str:
-    """A fingerprint of a prepared split's held-out examples (test inputs and labels,
-    validation labels): equal hashes mean the same test examples. The training set is left
-    out: a poisoned trial changes it. A DP trial's checkpoint fingerprints the test split
-    alone (``scope="test"``): the validation split is carved from the private data."""
-    digest = hashlib.sha1()
-    tensors = [t for split in SPLIT_SCOPES[scope] for t in getattr(bundle, split)]
-    for tensor in tensors:
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def data_record(data_config, bundle, *, seed: int, private: bool = False) -> dict[str, Any]:
-    """What a checkpoint records about its data: the config, the trial seed and the split's
-    fingerprint (a DP trial's: of the test split alone, named in ``split_scope``)."""
-    raw = compact(data_config.model_dump(mode="json"))
-    if raw.get("name") != "synthetic":
-        raw.pop("synthetic", None)  # only valid beside name 'synthetic'
-    record = {"config": raw, "seed": int(seed)}
-    if private:
-        return {**record, "split_hash": split_hash(bundle, scope="test"), "split_scope": "test"}
-    return {**record, "split_hash": split_hash(bundle)}
 
 
 def expand(config: ExperimentConfig) -> list[Trial]:

@@ -8,6 +8,8 @@ and are trajectories, never the headline."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 # Every numeric summary field of the README; a numeric field a run adds later is allowed too.
 SUMMARY_METRICS = (
@@ -55,6 +57,20 @@ PERCENT_METRICS = frozenset({
     "certified_acc_r0_25", "certified_acc_r0_5", "certified_acc_r0_75", "certified_acc_r1",
     "certified_abstain_rate", "empirical_l2_acc_r0_25", "empirical_l2_acc_r0_5",
     "empirical_l2_acc_r0_75", "empirical_l2_acc_r1"})
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool, a string or NaN), else
+    None: how a number read from a summary, a file or a user is taken."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def requested_epsilon(record: Mapping[str, Any]) -> float | None:
+    """The epsilon a private trial was asked to stay within: its ``target_epsilon``, else its
+    ``max_epsilon`` cap; None for a trial that promised none."""
+    return finite(record.get("target_epsilon")) or finite(record.get("max_epsilon"))
 
 
 def unit(metric: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robustlr import config as config_module
+from robustlr import experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -45,7 +45,7 @@ CONFIGS = [(p, n, b) for p, n, b in YAML if "schedules:" in b]
 
 @pytest.mark.parametrize("page, number, text", CONFIGS, ids=[f"{p}#{n}" for p, n, _ in CONFIGS])
 def test_a_yaml_config_validates(page, number, text):
-    config_module.from_mapping(yaml.safe_load(text))
+    experiment.from_mapping(yaml.safe_load(text))
 
 
 def _command_lines() -> list[tuple[str, list[str]]]:

@@ -234,16 +234,16 @@ def sidecar_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], No
     torch.save({}, work / "net.pt")
 
     def run(sidecar: Any) -> None:
-        from robustlr.results import robustbench
+        from robustlr.models import foreign
 
         text = sidecar if isinstance(sidecar, str) else json.dumps(sidecar)
         (work / "net.json").write_text(text)
         try:
             with time_limit(20):
-                found = robustbench.foreign_spec(work / "net.pt", arch=None, input_shape=None,
+                found = foreign.foreign_spec(work / "net.pt", arch=None, input_shape=None,
                                                  num_classes=10)
                 if found is not None:
-                    robustbench.load_checkpoint(work / "net.pt", **found)
+                    foreign.load_checkpoint(work / "net.pt", **found)
             tally.record("accepted")
         except BaseException as error:  # noqa: BLE001  (classified, never raised)
             tally.record(*classify_error(error))
@@ -251,8 +251,8 @@ def sidecar_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], No
 
 
 def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
-    from robustlr import config as config_module
-    from robustlr.runs import folder
+    from robustlr import experiment
+    from robustlr.training import preflight
     from robustlr.training.trial import prepare_data
 
     def run(content: bytes) -> None:
@@ -265,7 +265,7 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
                "train": {"epochs": 1, "batch_size": 2}}
         try:
             with time_limit(20):
-                folder._check_data(config_module.from_mapping(raw))  # the checks before a folder
+                preflight.check(experiment.from_mapping(raw))  # the checks before a folder
             tally.record("accepted")
         except BaseException as error:  # noqa: BLE001
             tally.record(*classify_error(error))
@@ -273,16 +273,16 @@ def npz_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
 
 
 def folder_target(work: Path, canary: Path, tally: Tally) -> Callable[[Any], None]:
-    from robustlr import config as config_module
-    from robustlr.runs.folder import execute
+    from robustlr import experiment
+    from robustlr.runs.folder import run_in_folder
 
     base = work / "base"
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "data": {"name": "synthetic", "synthetic": {"num_examples": 120, "num_classes": 3,
                                                     "shape": [1, 4, 4]}},
         "model": {"name": "mlp", "hidden": [4]}, "schedules": ["constant"],
         "train": {"epochs": 1, "batch_size": 16}})
-    execute(config, out=base, show_progress=False)
+    run_in_folder(config, out=base, show_progress=False)
     victim = work / "victim"
 
     def mutate(run_dir: Path, operation: str, name: str, payload: Any) -> None:

@@ -8,21 +8,13 @@ declares ``needs`` (``{"features"}`` or ``{"losses"}``) and returns one
 :func:`attacks.filters.metrics.filter_metrics`.
 """
 
+from ..contracts import FILTERS  # each class registers itself where it is defined
 from .activation_clustering import ActivationClustering
 from .art_adapter import ArtActivation, ArtSpectral
 from .base import FilterInputs, FilterResult, removal_budget
 from .knn import KNN
 from .loss_trajectory import LossTrajectory
 from .spectral import Spectral
-
-FILTERS: dict[str, type] = {
-    "spectral": Spectral,
-    "activation_clustering": ActivationClustering,
-    "loss_trajectory": LossTrajectory,
-    "knn": KNN,
-    "art_spectral": ArtSpectral,
-    "art_activation": ArtActivation,
-}
 
 __all__ = ["FILTERS", "FilterInputs", "FilterResult", "removal_budget", "Spectral",
            "ActivationClustering", "LossTrajectory", "KNN", "ArtSpectral", "ArtActivation"]

@@ -39,6 +39,7 @@ from typing import ClassVar
 import torch
 from sklearn.decomposition import FastICA
 
+from ..contracts import FILTERS
 from .base import (
     FilterInputs,
     FilterResult,
@@ -137,6 +138,7 @@ def cluster_class(features: torch.Tensor, dims: int, reduce: str, seed: int,
     return margin, in_small, float(in_small.float().mean()), score
 
 
+@FILTERS.register("activation_clustering")
 @dataclass(frozen=True)
 class ActivationClustering:
     """Activation-clustering filter on penultimate features (``needs = {"features"}``)."""

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..contracts import FILTERS
 from .base import (
     FilterInputs,
     FilterResult,
@@ -41,6 +42,7 @@ def feature_classifier(dims: int, num_classes: int):
                              clip_values=None, device_type="cpu")
 
 
+@FILTERS.register("art_spectral")
 @dataclass(frozen=True)
 class ArtSpectral:
     """ART ``SpectralSignatureDefense``: ``expected_pp_poison = expected_rate`` and
@@ -76,6 +78,7 @@ class ArtSpectral:
         return FilterResult(scores, keep)
 
 
+@FILTERS.register("art_activation")
 @dataclass(frozen=True)
 class ArtActivation:
     """ART ``ActivationDefence`` (2-means on ``dims`` dims, ART's ``"smaller"`` analysis:

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import torch
 
+from ..contracts import FILTERS
 from .base import (
     FilterInputs,
     FilterResult,
@@ -40,6 +41,7 @@ def neighbour_disagreement(features: torch.Tensor, labels: torch.Tensor, k: int,
     return out
 
 
+@FILTERS.register("knn")
 @dataclass(frozen=True)
 class KNN:
     """kNN label-consistency filter on penultimate features (``needs = {"features"}``)."""

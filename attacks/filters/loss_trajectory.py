@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from ..contracts import FILTERS
 from .base import (
     FilterInputs,
     FilterResult,
@@ -33,6 +34,7 @@ from .base import (
 MODES = ("fast", "never", "both")
 
 
+@FILTERS.register("loss_trajectory")
 @dataclass(frozen=True)
 class LossTrajectory:
     """Loss-trajectory filter (``needs = {"losses"}``)."""

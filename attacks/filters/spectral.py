@@ -45,6 +45,7 @@ from typing import ClassVar
 
 import torch
 
+from ..contracts import FILTERS
 from .base import (
     FilterInputs,
     FilterResult,
@@ -77,6 +78,7 @@ def spectral_projection(features: torch.Tensor) -> torch.Tensor:
     return centred @ vectors[:, -1]
 
 
+@FILTERS.register("spectral")
 @dataclass(frozen=True)
 class Spectral:
     """Spectral-signature filter on penultimate features (``needs = {"features"}``)."""

@@ -7,18 +7,11 @@ Backdoors also expose ``apply_trigger(x)`` for test-time attack success
 (:func:`attacks.poisoning.metrics.backdoor_metrics`).
 """
 
+from ..contracts import POISONS  # each class registers itself where it is defined
 from .badnets import BadNets
 from .base import PoisonedData
 from .blend import Blend
 from .clean_label import CleanLabel
 from .label_flip import LabelFlip, NoPoison
-
-POISONS: dict[str, type] = {
-    "none": NoPoison,
-    "badnets": BadNets,
-    "blend": Blend,
-    "label_flip": LabelFlip,
-    "clean_label": CleanLabel,
-}
 
 __all__ = ["POISONS", "PoisonedData", "BadNets", "Blend", "CleanLabel", "LabelFlip", "NoPoison"]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..contracts import POISONS
 from .base import PoisonedData, check_choice, check_int, check_rate, dirty_label_backdoor
 
 POSITIONS = ("bottom_right", "bottom_left", "top_right", "top_left")
@@ -51,6 +52,7 @@ def stamp(x: torch.Tensor, values: torch.Tensor, position: str) -> torch.Tensor:
     return out
 
 
+@POISONS.register("badnets")
 @dataclass(frozen=True)
 class BadNets:
     """Patch-trigger backdoor; ``rate`` is the poisoned fraction of the whole training set.

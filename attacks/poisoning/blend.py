@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..contracts import POISONS
 from .base import PoisonedData, check_int, check_number, check_rate, dirty_label_backdoor
 
 
+@POISONS.register("blend")
 @dataclass(frozen=True)
 class Blend:
     """Blend-trigger backdoor; ``rate`` is the poisoned fraction of the whole training set.

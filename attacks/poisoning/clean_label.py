@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..contracts import POISONS
 from .badnets import PATTERNS, POSITIONS, stamp_patch
 from .base import (
     PoisonedData,
@@ -26,6 +27,7 @@ from .base import (
 )
 
 
+@POISONS.register("clean_label")
 @dataclass(frozen=True)
 class CleanLabel:
     """Clean-label backdoor; ``rate`` is the poisoned fraction of the whole training set, all

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from ..contracts import POISONS
 from .base import PoisonedData, check_class, check_inputs, check_int, check_rate, choose
 
 
+@POISONS.register("label_flip")
 @dataclass(frozen=True)
 class LabelFlip:
     """Flip labels.
@@ -65,6 +67,7 @@ class LabelFlip:
         return PoisonedData(x.clone(), y_out, indices, self.target)
 
 
+@POISONS.register("none")
 @dataclass(frozen=True)
 class NoPoison:
     """The explicit "no poison" arm of a grid: data unchanged, no poisoned indices.

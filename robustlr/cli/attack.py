@@ -54,10 +54,10 @@ def _load_data(name: str, split: str, root: str, limit: int | None, input_shape:
     options = {"root": root}
     if name.endswith(".npz"):  # the user's own arrays, as data: {name: npz, path: FILE}
         name, options["path"] = "npz", name
-    elif name not in data.DATASETS or name == "npz" or is_import_path(name):
+    elif name not in data.DATA_SOURCES or name == "npz" or is_import_path(name):
         if not is_import_path(name):
             raise InputError(f"--data: unknown dataset {name!r}; allowed: "
-                             f"{', '.join(d for d in data.DATASETS if d != 'npz')}, a FILE.npz or "
+                             f"{', '.join(d for d in data.DATA_SOURCES.names() if d != 'npz')}, a FILE.npz or "
                              "an import path 'package.module:factory'")
     try:
         x, y = data.load(name, split=split, seed=0, **options)
@@ -73,33 +73,17 @@ def _load_data(name: str, split: str, root: str, limit: int | None, input_shape:
 
 def _recorded_split(meta: dict, name: str, split: str, root: str, limit: int | None,
                     trust: frozenset[str] = frozenset()):
-    """The split the model was trained on, as its checkpoint records it (data config, trial
-    seed, split fingerprint); None for a checkpoint that records none (saved by hand). A data
-    factory the file names is imported only if the caller trusts it, as a model factory."""
-    record = (meta.get("extra") or {}).get("data")
-    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
-        return None
-    from robustlr import data
-    from robustlr.grid import SPLIT_SCOPES, split_hash
-    from robustlr.plugins import require_trusted
+    """The examples of ``split`` the model's checkpoint records it was trained beside
+    (:func:`robustlr.data.provenance.recorded_split`); None when it records none."""
+    from robustlr.data.provenance import ProvenanceError, recorded_split
 
-    config = {**record["config"], "root": root}
-    if not isinstance(config.get("name"), str):
-        raise InputError("MODEL_PATH: the checkpoint's data record names no dataset")
-    require_trusted(config["name"], (), trust, where="MODEL_PATH: the checkpoint's data")
-    trained_on = config.get("path") or config.get("factory") or config["name"]
-    if name not in {config["name"], trained_on}:
-        raise InputError(f"--data: the model was trained on {trained_on!r}, not {name!r}; "
-                         f"evaluate it on {trained_on!r} (its split is in the checkpoint)")
     try:
-        bundle = data.prepare(data.DataConfig(**config), seed=int(record.get("seed", 0)))
-    except (data.DataError, ValueError) as error:
-        raise InputError(f"--data: {error}") from None
-    scope = record.get("split_scope", "test+val")
-    if scope not in SPLIT_SCOPES or split_hash(bundle, scope=scope) != record.get("split_hash"):
-        raise InputError(f"--data: the {trained_on} split rebuilt from the checkpoint's data "
-                         "config is not the one the model was trained on (the data changed); "
-                         "refusing to score examples that may overlap its training set")
+        bundle = recorded_split((meta.get("extra") or {}).get("data"), name=name, root=root,
+                                trust=trust)
+    except ProvenanceError as error:
+        raise InputError(f"{'MODEL_PATH' if error.about == 'record' else '--data'}: {error}") from None
+    if bundle is None:
+        return None
     x, y = getattr(bundle, split)
     return (x[:limit], y[:limit]) if limit is not None else (x, y)
 
@@ -173,19 +157,19 @@ def attack(model_path: Path, dataset: str, specs: tuple[str, ...], split: str,
            trust: tuple[str, ...]) -> None:
     """Robust accuracy of the model saved at MODEL_PATH under a cascade of attacks."""
     from robustlr.attacks import cascade, expand_stages
-    from robustlr.results import robustbench
+    from robustlr.models import foreign as foreign_models
 
     attacks = _build_attacks(specs)  # cheapest check first: a typo fails before any loading
     target = _device(device)
     trusted = _trusted(trust)
-    foreign = robustbench.foreign_spec(model_path, arch=arch, input_shape=input_shape,
-                                       num_classes=num_classes, trust=trusted)
+    foreign = foreign_models.foreign_spec(model_path, arch=arch, input_shape=input_shape,
+                                           num_classes=num_classes, trust=trusted)
     if foreign is None:
         model, meta = _load_model(model_path, target, trusted)
     else:  # a state dict plus an architecture name, as RobustBench's model zoo stores them
         if not model_path.is_file():
             raise InputError(f"MODEL_PATH: no such file {str(model_path)!r}")
-        model = robustbench.load_checkpoint(model_path, **foreign).to(target)
+        model = foreign_models.load_checkpoint(model_path, **foreign).to(target)
         meta = {"input_shape": list(foreign["input_shape"])}
     recorded = _recorded_split(meta, dataset, split, root, limit, trusted)
     x, y = recorded or _load_data(dataset, split, root, limit, meta["input_shape"])

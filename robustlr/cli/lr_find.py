@@ -41,6 +41,7 @@ def lr_find(config: Path | None, regime: str | None, seed: int | None, min_lr: f
 
     from robustlr import config as config_module
     from robustlr import data as datasets
+    from robustlr import experiment
     from robustlr.regimes import REGIMES
     from robustlr.spec import SpecError
     from robustlr.training import lr_find as range_test
@@ -49,7 +50,7 @@ def lr_find(config: Path | None, regime: str | None, seed: int | None, min_lr: f
     try:
         sweep = range_test.Sweep(min_lr=min_lr, max_lr=max_lr, steps=steps, smoothing=smoothing,
                                  diverge_factor=diverge_factor)
-        loaded = config_module.load(config or config_module.default_path())
+        loaded = experiment.load(config or config_module.default_path())
         dimensions = loaded.dimension_sets()[0]
         regime_spec = regime or _text(dimensions["regimes"][0])
         REGIMES.check(regime_spec)

@@ -68,16 +68,16 @@ def reproduce(name: str, folder: Path | None, out: Path | None, workers: int | N
     entry = entries[name]
     notes = []
     if compare_dir is None:
-        from robustlr import config as config_module
+        from robustlr import experiment
         from robustlr.runs import folder as run_folder
         from robustlr.runs.grid_runner import default_workers
 
         _importable(where)
-        loaded = config_module.load(where / entry["config"])
+        loaded = experiment.load(where / entry["config"])
         if quick:
             loaded = run_folder.quick(loaded)
             notes.append("--quick: fewer epochs and less data than the recipe; not the published setting")
-        run_dir = run_folder.execute(loaded, out=out, resume=None, workers=workers or default_workers(),
+        run_dir = run_folder.run_in_folder(loaded, out=out, resume=None, workers=workers or default_workers(),
                                      save_models=False, show_progress=not no_progress, backend="local",
                                      address=None, track=None, tracking_uri=None)
     else:

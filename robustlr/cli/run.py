@@ -42,15 +42,16 @@ def run(config: Path | None, out: Path | None, workers: int | None, resume: Path
         raise InputError("--tracking-uri: only with --track mlflow")
     # torch-heavy: imported when the command runs, so --help stays fast
     from robustlr import config as config_module
+    from robustlr import experiment
     from robustlr.runs import folder
     from robustlr.runs.grid_runner import default_workers
 
     if config is None and resume is None:
         config = config_module.default_path()
-    loaded = config_module.load(config) if config is not None else None
+    loaded = experiment.load(config) if config is not None else None
     if quick and loaded is not None:
         loaded = folder.quick(loaded)
-    run_dir = folder.execute(loaded, out=out, resume=resume, workers=workers or default_workers(),
+    run_dir = folder.run_in_folder(loaded, out=out, resume=resume, workers=workers or default_workers(),
                              save_models=save_models, show_progress=not no_progress,
                              backend=backend, address=address, track=track,
                              tracking_uri=tracking_uri,

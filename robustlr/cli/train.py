@@ -26,8 +26,7 @@ def train(config: Path, nproc: int | None, out: Path | None, choice: str | None,
           save_model: bool) -> None:
     """Train ONE trial of CONFIG on N processes (data parallel) and write a run folder."""
     # torch-heavy: imported when the command runs, so --help stays fast
-    from robustlr import config as config_module
-    from robustlr import distributed
+    from robustlr import distributed, experiment
     from robustlr.errors import RobustlrError
     from robustlr.grid import expand
     from robustlr.runs.ddp import choose_trial, train_here, train_under_launcher
@@ -37,7 +36,7 @@ def train(config: Path, nproc: int | None, out: Path | None, choice: str | None,
         raise InputError(f"--nproc {nproc}: under torchrun the processes are its own "
                          f"(WORLD_SIZE={world.size}); leave --nproc out")
     try:
-        loaded = config_module.load(config)
+        loaded = experiment.load(config)
         trial, position = choose_trial(expand(loaded), choice)
         try:
             distributed.check_device(loaded.train.device, nproc or 1 if world is None else

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,39 +27,11 @@ from sklearn.model_selection import train_test_split
 
 from robustlr.data import augment, files, normalization, streaming
 from robustlr.data import labels as label_checks
-from robustlr.data.config import DATASETS, DataConfig, SyntheticOptions
-from robustlr.data.sources import SOURCES, DataError, DatasetNotFoundError, Source
+from robustlr.data.bundle import SPLITS, DataBundle, Split
+from robustlr.data.config import DataConfig, SyntheticOptions
+from robustlr.data.sources import DATA_SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.plugins import is_import_path
 from robustlr.privacy.ledger import Entry
-
-Split = tuple[torch.Tensor, torch.Tensor]
-SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True, eq=False)
-class DataBundle:
-    """The three splits of one dataset and what a model needs to know about it."""
-
-    train: Split
-    val: Split
-    test: Split
-    num_classes: int
-    input_shape: tuple[int, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    name: str
-    train_stream: streaming.Examples | None = None
-    """The training examples when they stream; then ``train`` is (empty inputs, labels)."""
-    ledger: tuple[Entry, ...] = ()
-    """What preparing the data computed from the training split and releases with the model,
-    as privacy-ledger entries (see robustlr.privacy.ledger): ``normalization`` (``none`` for
-    exact statistics; a DP trial's bundle, from :func:`normalization.for_trial`, holds
-    ``public`` or ``gaussian`` instead, and the ``dataset_size`` and ``classes`` it names
-    public). See docs/privacy-ledger.md."""
-
-    @property
-    def streamed(self) -> bool:
-        return self.train_stream is not None
 
 
 def _holdout(y: np.ndarray, indices: np.ndarray, fraction: float, seed: int,
@@ -194,7 +165,7 @@ def prepare(config: DataConfig, *, seed: int) -> DataBundle:
     if is_import_path(config.name):
         bundle = _from_factory(config, seed)
     else:
-        source = files.npz(config) if config.name == "npz" else SOURCES[config.name](config)
+        source = DATA_SOURCES.loader(config.name)(config)
         if _streams(config, len(source.y), source.x.shape[1:]):
             test = _tensors(source.x_test, source.y_test) if source.x_test is not None else None
             examples = streaming.Examples(streaming.Arrays(source.x, source.y))
@@ -224,5 +195,9 @@ def load(name: str, *, split: str = "test", seed: int = 0, **options: Any) -> Sp
     return getattr(bundle, split)
 
 
-__all__ = ["DATASETS", "DataBundle", "augment", "DataConfig", "DataError", "DatasetNotFoundError",
+DATASETS = tuple(DATA_SOURCES.names())
+"""The built-in dataset names (files and sources above have registered theirs); any
+``"package.module:factory"`` import path is also a dataset name."""
+
+__all__ = ["DATA_SOURCES", "DATASETS", "DataBundle", "augment", "DataConfig", "DataError", "DatasetNotFoundError",
            "SyntheticOptions", "load", "prepare"]

@@ -7,20 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from robustlr.data.sources import DATA_SOURCES
 from robustlr.plugins import is_import_path
 
-DATASETS = ("digits", "mnist1d", "synthetic", "mnist", "fashion_mnist", "cifar10", "imagefolder",
-            "npz")
-"""Built-in names; any ``"package.module:factory"`` import path is also a dataset name."""
-DOWNLOADABLE = ("mnist", "fashion_mnist", "cifar10")
-OFFICIAL_TEST = ("mnist1d", "mnist", "fashion_mnist", "cifar10")
-"""Datasets with their own test split; ``test_fraction`` does not apply to them."""
-
-
 MAX_SYNTHETIC_VALUES = 2**27
-CHANNELS = {"digits": 1, "mnist1d": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3}
-"""Input channels of the built-in datasets whose shape is fixed (synthetic: its shape)."""
-
 
 class SyntheticOptions(BaseModel):
     """Seeded Gaussian class clusters in [0, 1] (for tests and smoke runs)."""
@@ -76,7 +66,7 @@ class DataConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = "digits"
-    """A built-in dataset (:data:`DATASETS`) or ``"package.module:factory"`` (see data/files.py)."""
+    """A built-in dataset (``DATA_SOURCES``, data/sources.py) or ``"package.module:factory"`` (see data/files.py)."""
     path: str | None = None
     """npz only: the .npz file (arrays x, y, optionally x_test, y_test)."""
     options: dict[str, Any] = Field(default_factory=dict)
@@ -117,8 +107,8 @@ class DataConfig(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if value not in DATASETS and not is_import_path(value):
-            raise ValueError(f"data.name: unknown dataset {value!r}; allowed: {', '.join(DATASETS)} "
+        if value not in DATA_SOURCES and not is_import_path(value):
+            raise ValueError(f"data.name: unknown dataset {value!r}; allowed: {', '.join(DATA_SOURCES.names())} "
                              "or an import path 'package.module:factory'")
         return value
 
@@ -138,11 +128,13 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
-        if self.name not in OFFICIAL_TEST and self.val_fraction + self.test_fraction >= 1.0:
+        facts = DATA_SOURCES.facts(self.name)
+        if not facts.official_test and self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("data.val_fraction + data.test_fraction must be below 1, got "
                              f"{self.val_fraction} + {self.test_fraction}")
-        if self.download and self.name not in DOWNLOADABLE:
-            raise ValueError(f"data.download applies only to {', '.join(DOWNLOADABLE)}, "
+        if self.download and not facts.downloadable:
+            downloadable = [name for name in DATA_SOURCES.names() if DATA_SOURCES.facts(name).downloadable]
+            raise ValueError(f"data.download applies only to {', '.join(downloadable)}, "
                              f"not {self.name!r}")
         if "synthetic" in self.model_fields_set and self.name != "synthetic":
             raise ValueError(f"data.synthetic applies only to name 'synthetic', not {self.name!r}")
@@ -166,7 +158,8 @@ class DataConfig(BaseModel):
         if self.normalization is not None:
             raise ValueError("data.normalization applies only without data.mean/data.std "
                              "(public constants cost no privacy budget)")
-        channels = self.synthetic.shape[0] if self.name == "synthetic" else CHANNELS.get(self.name)
+        channels = (self.synthetic.shape[0] if self.name == "synthetic"
+                    else DATA_SOURCES.facts(self.name).channels)
         for name, values in (("mean", self.mean), ("std", self.std)):
             if not values or (channels is not None and len(values) != channels):
                 raise ValueError(f"data.{name} needs one value per input channel "

@@ -23,7 +23,7 @@ import numpy as np
 from robustlr import plugins
 from robustlr.data.config import DataConfig
 from robustlr.data.labels import check_range
-from robustlr.data.sources import DataError, DatasetNotFoundError, Source
+from robustlr.data.sources import DATA_SOURCES, DataError, DatasetNotFoundError, Source
 from robustlr.data.streaming import Examples
 
 
@@ -94,7 +94,9 @@ def _check_archive(path: str) -> None:
                         f"({type(error).__name__}: {error})") from None
 
 
+@DATA_SOURCES.register("npz")
 def npz(config: DataConfig) -> Source:
+    """The user's arrays in an .npz file (data.path): x, y, optionally x_test, y_test."""
     path = config.path
     if path is None or not os.path.isfile(path):
         raise DatasetNotFoundError(f"data.path: no such file {path!r} (name 'npz' reads an .npz file)")

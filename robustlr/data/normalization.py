@@ -31,7 +31,7 @@ from robustlr.privacy.gaussian import gaussian_noise_multiplier
 from robustlr.privacy.ledger import Entry
 
 if TYPE_CHECKING:
-    from robustlr.data import DataBundle
+    from robustlr.data.bundle import DataBundle
 
 Stats = tuple[tuple[float, ...], tuple[float, ...]]
 

@@ -2,6 +2,12 @@
 
 A source returns the official training split and, where the dataset has one, the official
 test split. Nothing here splits, normalizes or subsamples; see :mod:`robustlr.data`.
+
+Every built-in dataset is one entry of :data:`DATA_SOURCES`, registered on its loader with
+the facts the config checks read (input channels, an official test split, downloadable)::
+
+    @DATA_SOURCES.register("mydata", channels=1, official_test=True)
+    def _mydata(config: SourceOptions) -> Source: ...
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from robustlr.data.config import DataConfig, SyntheticOptions
 from robustlr.data.pickles import load_batch
 from robustlr.errors import InputError
+from robustlr.spec import Registry
 
 
 class DataError(InputError):
@@ -35,8 +42,63 @@ class Source:
     y_test: np.ndarray | None = None
 
 
+class SourceOptions(Protocol):
+    """The fields of ``data:`` a loader reads (a :class:`robustlr.data.DataConfig`)."""
+
+    name: str
+    root: str
+    download: bool
+    image_size: int | None
+    path: str | None
+    synthetic: Any
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the config's checks know of a dataset before loading it."""
+
+    channels: int | None = None  # input channels when fixed (synthetic: its own shape)
+    official_test: bool = False  # its own test split: data.test_fraction does not apply
+    downloadable: bool = False  # data.download: true fetches it
+
+
+Loader = Callable[[SourceOptions], Source]
+
+
+class SourceRegistry(Registry):
+    """The built-in datasets by name, each with its :class:`SourceFacts`; a name that is an
+    import path (``"package.module:factory"``) is the user's and is not registered."""
+
+    def __init__(self) -> None:
+        super().__init__("dataset")
+        self._facts: dict[str, SourceFacts] = {}
+
+    def register(self, name: str, factory: Loader | None = None, *,
+                 channels: int | None = None, official_test: bool = False,
+                 downloadable: bool = False) -> Any:
+        """Register a loader under ``name`` with its facts; usable as a decorator."""
+        self._facts[name] = SourceFacts(channels, official_test, downloadable)
+        return super().register(name, factory)
+
+    def facts(self, name: str) -> SourceFacts:
+        """The facts of ``name``; a user's factory has none fixed."""
+        return self._facts.get(name, SourceFacts())
+
+    def loader(self, name: str) -> Loader:
+        return self.entry(name).factory
+
+
+DATA_SOURCES = SourceRegistry()
+
+
 def _arrays(x, y) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(x, dtype=np.float32), np.asarray(y, dtype=np.int64)
+
+
+@DATA_SOURCES.register("digits", channels=1)
+def _digits_source(config: SourceOptions) -> Source:
+    """scikit-learn's 8x8 digits (ships with scikit-learn, nothing is downloaded)."""
+    return _digits()
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,6 +113,12 @@ MNIST1D_SCALE = 12.0
 """mnist1d's generator standardizes the signals (mean 0, std 1; extremes about -5.5 and 4.6 at
 the default arguments). robustlr maps them to [0, 1] with the fixed affine map
 ``x01 = clip(x / 12 + 0.5, 0, 1)``, which clips nothing at the defaults."""
+
+
+@DATA_SOURCES.register("mnist1d", channels=1, official_test=True)
+def _mnist1d_source(config: SourceOptions) -> Source:
+    """MNIST-1D (Greydanus & Kobak, 2020), generated offline."""
+    return _mnist1d()
 
 
 @functools.lru_cache(maxsize=1)
@@ -73,7 +141,13 @@ def _mnist1d() -> Source:
     return Source(*_arrays(scale(data["x"]), data["y"]), *_arrays(scale(data["x_test"]), data["y_test"]))
 
 
-def _synthetic(options: SyntheticOptions) -> Source:
+@DATA_SOURCES.register("synthetic")
+def _synthetic_source(config: SourceOptions) -> Source:
+    """Seeded Gaussian class clusters (``data.synthetic``), for tests and smoke runs."""
+    return _synthetic(config.synthetic)
+
+
+def _synthetic(options: Any) -> Source:
     rng = np.random.default_rng(options.seed)
     centres = rng.uniform(0.2, 0.8, size=(options.num_classes, *options.shape))
     y = np.arange(options.num_examples) % options.num_classes
@@ -82,13 +156,17 @@ def _synthetic(options: SyntheticOptions) -> Source:
     return Source(*_arrays(np.clip(x, 0.0, 1.0), y))
 
 
-def _not_found(config: DataConfig, where: str) -> DatasetNotFoundError:
+def _not_found(config: SourceOptions, where: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"dataset '{config.name}' not found under data.root={config.root!r} (looked for {where}); "
         "set download: true to fetch it, or point data.root at a folder that holds it")
 
 
-def _torchvision_mnist(config: DataConfig) -> Source:
+# stacked decorators apply bottom-up: mnist is registered before fashion_mnist
+@DATA_SOURCES.register("fashion_mnist", channels=1, official_test=True, downloadable=True)
+@DATA_SOURCES.register("mnist", channels=1, official_test=True, downloadable=True)
+def _torchvision_mnist(config: SourceOptions) -> Source:
+    """MNIST or Fashion-MNIST from torchvision's files under data.root."""
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[config.name]
@@ -108,7 +186,9 @@ CIFAR10_FOLDER = "cifar-10-batches-py"
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 
 
-def _cifar10(config: DataConfig) -> Source:
+@DATA_SOURCES.register("cifar10", channels=3, official_test=True, downloadable=True)
+def _cifar10(config: SourceOptions) -> Source:
+    """CIFAR-10 from its python batches under data.root (read without unpickling code)."""
     # The python pickle batches are read directly (torchvision's class insists on the official
     # checksums); torchvision is used only to download and verify.
     folder = os.path.join(config.root, CIFAR10_FOLDER)
@@ -135,7 +215,9 @@ def _cifar10(config: DataConfig) -> Source:
     return Source(*read(files[:-1]), *read(files[-1:]))
 
 
-def _imagefolder(config: DataConfig) -> Source:
+@DATA_SOURCES.register("imagefolder")
+def _imagefolder(config: SourceOptions) -> Source:
+    """A folder of class sub-folders of images (torchvision's ImageFolder) at data.root."""
     from torchvision import transforms
     from torchvision.datasets import ImageFolder
 
@@ -154,14 +236,3 @@ def _imagefolder(config: DataConfig) -> Source:
         raise DataError(f"dataset 'imagefolder': images have different sizes {shapes[:3]}; "
                         "set data.image_size to resize them")
     return Source(*_arrays(np.stack(images) / 255.0, folder.targets))
-
-
-SOURCES: dict[str, Callable[[DataConfig], Source]] = {
-    "digits": lambda config: _digits(),
-    "mnist1d": lambda config: _mnist1d(),
-    "synthetic": lambda config: _synthetic(config.synthetic),
-    "mnist": _torchvision_mnist,
-    "fashion_mnist": _torchvision_mnist,
-    "cifar10": _cifar10,
-    "imagefolder": _imagefolder,
-}

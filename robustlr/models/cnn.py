@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from robustlr.models.layers import check_norm, check_positive, feature_size, norm_layer
+from robustlr.models.registry import MODELS
 
 
 def _needs(input_shape: Sequence[int], dims: int, what: str) -> None:
@@ -14,6 +15,7 @@ def _needs(input_shape: Sequence[int], dims: int, what: str) -> None:
         raise ValueError(f"needs {what} inputs, got input_shape {tuple(input_shape)}")
 
 
+@MODELS.register("cnn")
 def cnn(*, input_shape: Sequence[int], width: int = 32, hidden: int = 128,
         norm: str | None = "batch") -> tuple[nn.Module, int]:
     """Two 3x3 conv blocks (``width`` and ``2*width`` channels, each conv -> norm -> ReLU ->
@@ -35,6 +37,7 @@ def cnn(*, input_shape: Sequence[int], width: int = 32, hidden: int = 128,
     return nn.Sequential(convs, nn.Linear(flat, hidden), nn.ReLU()), hidden
 
 
+@MODELS.register("cnn1d")
 def cnn1d(*, input_shape: Sequence[int], width: int = 25,
           norm: str | None = "none") -> tuple[nn.Module, int]:
     """The MNIST-1D authors' ConvBase (Greydanus & Kobak, 2020, arXiv:2011.14439).

@@ -14,8 +14,10 @@ from torch import nn
 
 from robustlr.errors import InputError
 from robustlr.models.plugin import is_plugin, parse_spec
+from robustlr.models.registry import build
 from robustlr.nofollow import write_atomic
 from robustlr.plugins import ZOOS, require_trusted, trusted_set
+from robustlr.records import finite
 from robustlr.spec import Spec, SpecError
 
 FORMAT = 1
@@ -96,9 +98,8 @@ def _checked_metadata(text: Any, where: str) -> dict[str, Any]:
         raise CheckpointError(f"{where!r}: {problem}")
     for key in ("mean", "std"):
         values = meta.get(key)
-        if not (isinstance(values, list) and len(values) <= 64 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in values)):
+        if not (isinstance(values, list) and len(values) <= 64
+                and all(finite(v) is not None for v in values)):
             raise CheckpointError(f"{where!r}: {key} is not a short list of finite numbers")
     return meta
 
@@ -133,8 +134,6 @@ def load(path: str | os.PathLike, *, map_location: Any = "cpu",
     but a user factory (``"mymodels:Net"``) is imported and called only if ``trust`` names it:
     a checkpoint from elsewhere could name ``os:system``. Otherwise an
     :class:`~robustlr.plugins.UntrustedFactory` error names what it would import."""
-    from robustlr.models import build  # the package imports this module: a cycle at load time
-
     trusted = trusted_set(trust)
     meta, state = _read(path, map_location)
     spec = parse_spec(meta["spec"])

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from robustlr.models.layers import check_norm, check_positive, norm_layer
+from robustlr.models.registry import MODELS
 
 
+@MODELS.register("mlp")
 def mlp(*, input_shape: Sequence[int], hidden: tuple[int, ...] = (256, 128),
         norm: str | None = "none") -> tuple[nn.Module, int]:
     """Flatten, then Linear -> norm -> ReLU for each hidden size.

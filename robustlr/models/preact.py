@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from robustlr.models.layers import check_norm, norm_layer
+from robustlr.models.registry import MODELS
 
 
 def conv3x3(inputs: int, outputs: int, stride: int = 1) -> nn.Conv2d:
@@ -45,6 +46,7 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
+@MODELS.register("preact_resnet18")
 def preact_resnet18(*, input_shape: Sequence[int], norm: str | None = "batch") -> tuple[nn.Module, int]:
     """PreAct ResNet-18 for small images (3x3 stride-1 stem); 512 features into the head."""
     if len(input_shape) != 3:

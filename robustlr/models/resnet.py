@@ -15,6 +15,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from robustlr.models.layers import check_norm, norm_layer
+from robustlr.models.registry import MODELS
 
 
 class _Block(BasicBlock):
@@ -31,6 +32,7 @@ class _Block(BasicBlock):
         return self.relu(out + identity)
 
 
+@MODELS.register("resnet18")
 def resnet18(*, input_shape: Sequence[int], norm: str | None = "batch") -> tuple[nn.Module, int]:
     """ResNet-18 with a 3x3 stride-1 stem and no max-pool; 512 features into the head."""
     if len(input_shape) != 3:

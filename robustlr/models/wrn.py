@@ -16,8 +16,10 @@ from torch import nn
 
 from robustlr.models.layers import check_norm, check_positive, norm_layer
 from robustlr.models.preact import PreActBlock, conv3x3
+from robustlr.models.registry import MODELS
 
 
+@MODELS.register("wrn")
 def wrn(*, input_shape: Sequence[int], depth: int = 28, width: int = 10, dropout: float = 0.0,
         norm: str | None = "batch") -> tuple[nn.Module, int]:
     """WideResNet-``depth``-``width`` (28-10 by default; 34-10 is Madry et al.'s)."""

@@ -14,6 +14,7 @@ is one line and exit 2, a failed trial is recorded as ``failed`` and exits 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from dataclasses import dataclass
@@ -28,7 +29,10 @@ from robustlr.errors import RunFailure
 from robustlr.grid import Trial
 from robustlr.results.store import FINAL_STATUSES, Store, StoreError
 from robustlr.runs import folder
+from robustlr.runs.events import EpochEnded, TrialEnded
 from robustlr.runs.folder import DATABASE, RunError, finish
+from robustlr.runs.runlog import run_log
+from robustlr.runs.tasks import Recorder
 from robustlr.training.trial import failed_record, run_trial
 
 log = logging.getLogger("robustlr")
@@ -80,48 +84,47 @@ def open_run(config, trial, position: int, out: Path | None, world_size: int) ->
 
 
 def rank_main(world, job: Job) -> None:
-    """One rank's part: join the group, train, and (rank 0) record every epoch and the end."""
+    """One rank's part: join the group, train, and (rank 0) record every epoch and the end
+    through the same :class:`Recorder` and run log as ``robustlr run``."""
     device = distributed.rank_device(job.config.train.device, world)
     distributed.init_group(world, device)
-    store = handler = None
     try:
-        if world.leader:
-            store = Store(job.run_dir / DATABASE)
-            store.claim_writer()
-            handler = logging.FileHandler(job.run_dir / "run.log")
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            log.addHandler(handler)
-            log.setLevel(logging.INFO)
-            log.propagate = False  # ART configures the root logger; the run log is enough
-            log.info("train %s: trial %s on %d processes", job.run_dir, job.trial.id, world.size)
-        record = (lambda row: store.add_epoch(job.trial.id, row["epoch"], row)) if store else (lambda row: None)
-        try:
-            summary = run_trial(job.config, job.trial, on_epoch=record, world=world,
-                                trial_dir=job.run_dir / "trials" / job.trial.id,
-                                save_model=job.save_model)
-        except Exception as error:
-            if store is not None:
-                _record_failure(store, job, f"{type(error).__name__}: {error}", world.size)
-            raise
-        if store is not None:
-            summary["world_size"] = world.size
-            store.finish(job.trial.id, summary["status"], summary, None)
-            finish(job.run_dir, store, job.config.name, job.config.report)
-            log.info("train %s: trial %s finished: %s", job.run_dir, job.trial.id,
-                     summary["status"])
+        with contextlib.ExitStack() as stack:
+            record = None
+            if world.leader:
+                store = Store(job.run_dir / DATABASE)
+                stack.callback(store.close)
+                store.claim_writer()
+                stack.enter_context(run_log(job.run_dir))
+                log.info("train %s: trial %s on %d processes", job.run_dir, job.trial.id, world.size)
+                record = Recorder(store)
+            _train(world, job, record)
     finally:
-        if store is not None:
-            store.close()
-        if handler is not None:
-            log.removeHandler(handler)
-            handler.close()
         distributed.close_group()
 
 
-def _record_failure(store, job: Job, message: str, world_size: int) -> None:
-    store.finish(job.trial.id, "failed",
-                 failed_record(job.trial, message, world_size=world_size), message)
-    finish(job.run_dir, store, job.config.name, job.config.report)
+def _train(world, job: Job, record: Recorder | None) -> None:
+    trial_id = job.trial.id
+    on_epoch = (lambda row: record(EpochEnded(trial_id, row))) if record else (lambda row: None)
+    try:
+        summary = run_trial(job.config, job.trial, on_epoch=on_epoch, world=world,
+                            trial_dir=job.run_dir / "trials" / trial_id,
+                            save_model=job.save_model)
+    except Exception as error:
+        if record is not None:
+            _record_failure(record, job, f"{type(error).__name__}: {error}", world.size)
+        raise
+    if record is not None:
+        summary["world_size"] = world.size
+        record(TrialEnded(trial_id, summary["status"], summary, None))
+        finish(job.run_dir, record.store, job.config.name, job.config.report)
+        log.info("train %s: trial %s finished: %s", job.run_dir, trial_id, summary["status"])
+
+
+def _record_failure(record: Recorder, job: Job, message: str, world_size: int) -> None:
+    record(TrialEnded(job.trial.id, "failed",
+                      failed_record(job.trial, message, world_size=world_size), message))
+    finish(job.run_dir, record.store, job.config.name, job.config.report)
 
 
 def train_here(job_args: dict, nproc: int, out: Path | None) -> Path:
@@ -139,7 +142,7 @@ def train_here(job_args: dict, nproc: int, out: Path | None) -> Path:
         store = Store(run_dir / DATABASE)
         try:
             if store.status(job.trial.id) not in FINAL_STATUSES:  # rank 0 could not record it
-                _record_failure(store, job, message, nproc)
+                _record_failure(Recorder(store), job, message, nproc)
         finally:
             store.close()
         raise TrialFailed(f"trial {job.trial.id} failed: {message} (recorded in {run_dir})") from None

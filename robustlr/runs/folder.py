@@ -13,43 +13,28 @@ import math
 import shutil
 from pathlib import Path
 
-from torch import nn
-
 from robustlr import config as config_module
-from robustlr import models
+from robustlr import experiment
 from robustlr.config import ConfigError, ExperimentConfig, ReportConfig
-from robustlr.data import DataBundle, DataError, normalization
-from robustlr.distributed import DeviceError, resolve_device
 from robustlr.errors import InputError, RunFailure
-from robustlr.grid import spec_text
-from robustlr.nofollow import open_append, refuse_links_below
-from robustlr.regimes import REGIMES
-from robustlr.regimes.base import Plan
+from robustlr.nofollow import refuse_links_below
 from robustlr.results.export import write_exports
 from robustlr.results.report import build_report
 from robustlr.results.store import INTERRUPTED, SIDE_FILES, Store, StoreError
 from robustlr.runs import fingerprint
 from robustlr.runs.grid_runner import run_grid
 from robustlr.runs.progress import Progress
+from robustlr.runs.runlog import LOG_FILE, run_log
 from robustlr.runs.tracking import check_tracker, open_tracker
-from robustlr.spec import SpecError, is_none, parse
-from robustlr.training.ledger import planned_entries
-from robustlr.training.trial import prepare_data
+from robustlr.training import preflight
 
 log = logging.getLogger("robustlr")
 
-CONFIG_FILE, DATABASE, LOG_FILE = "config.yaml", "results.sqlite", "run.log"
+CONFIG_FILE, DATABASE = "config.yaml", "results.sqlite"
 WRITTEN = (CONFIG_FILE, DATABASE, *(DATABASE + tail for tail in SIDE_FILES), LOG_FILE,
            "summary.json", "epochs.csv", "report.html", "report.md", "robustbench.json")
 """The files a run folder's commands write at its top level; with ``figures/`` and ``trials/``
 they are checked for planted links before a resume or a report writes anything."""
-
-
-class _LogFile(logging.FileHandler):
-    """The run log, appended to without following a link planted at its name."""
-
-    def _open(self):
-        return open_append(Path(self.baseFilename))
 
 
 def refuse_planted_links(run_dir: Path) -> None:
@@ -86,7 +71,7 @@ def _open_resumed(resume: Path, config: ExperimentConfig | None) -> ExperimentCo
     if not saved_path.is_file() or not (resume / DATABASE).is_file():
         raise RunError(f"--resume: {resume} is not a robustlr run folder "
                        f"(no {CONFIG_FILE} and {DATABASE})")
-    saved = config_module.load(saved_path)
+    saved = experiment.load(saved_path)
     if config is not None and config_module.dump(config) != config_module.dump(saved):
         raise RunError(f"--resume: the config differs from {saved_path}; resume without a "
                        "config or with the same one")
@@ -106,87 +91,6 @@ def check_grid_size(config: ExperimentConfig, max_trials: int = MAX_TRIALS) -> N
         raise RunError(f"grid: {sum(sizes):,} trials ({shown}schedules x regimes x poisoning x "
                        f"filter x averaging x lr_scales x seeds) is above the limit of "
                        f"{max_trials:,}; shrink the grid or pass --max-trials {sum(sizes)}")
-
-
-def _check_classes(config: ExperimentConfig, num_classes: int) -> None:
-    """An attack that cannot run on this many classes (reference AutoAttack: 4 for standard)
-    is a config error now, not a failure after training."""
-    from robustlr.catalog import ATTACKS
-
-    specs = [("evaluation.attack", config.evaluation.attack)] if config.evaluation.attack else []
-    specs += [(f"evaluation.final[{i}]", spec) for i, spec in enumerate(config.evaluation.final)]
-    for field, spec in specs:
-        needed = getattr(ATTACKS.build(spec), "classes_needed", 2)
-        if num_classes < needed:
-            raise RunError(f"{field}: {spec_text(spec)} needs at least {needed} classes; the data "
-                           f"has {num_classes}")
-
-
-def _check_data(config: ExperimentConfig) -> None:
-    """Load the data once before any folder exists: a missing dataset is a one-line error,
-    not one failed trial per grid point. Forked workers inherit the cached result."""
-    try:  # a device this machine lacks would fail every trial
-        resolve_device(config.train.device)
-    except DeviceError as error:
-        raise RunError(f"train.device: {error}") from None
-    try:
-        bundle = prepare_data(config.data, config.dimension_sets()[0]["seeds"][0])
-    except DataError as error:
-        raise RunError(f"data: {error}") from None
-    try:  # the model on this data: a factory that fails, logits that miss the classes
-        model = models.build(config.model, input_shape=bundle.input_shape, num_classes=bundle.num_classes,
-                     mean=bundle.mean, std=bundle.std)
-    except (SpecError, ValueError) as error:
-        raise RunError(f"model: {error}") from None
-    _check_classes(config, bundle.num_classes)
-    examples = len(bundle.train[1])
-    if config.train.batch_size > examples:  # every epoch would be one short full batch
-        raise RunError(f"train.batch_size: {config.train.batch_size} is larger than the "
-                       f"{examples} training examples of data {config.data.name!r}; choose at "
-                       f"most {examples}")
-    if bundle.streamed:
-        _check_streamed(config)
-    _check_regimes(config, bundle=bundle, model=model)
-
-
-def _check_regimes(config: ExperimentConfig, *, bundle: DataBundle, model: nn.Module) -> None:
-    """Each regime's own check of the plan (:meth:`Regime.check_plan`): e.g. a dp regime that
-    cannot take one step on this data, whose cap the privacy ledger's other entries already
-    spend, that sits behind a poison filter without its scope, or whose grad_sample_mode cannot
-    clip a layer of the model, is a config error now, not a trial that trains nothing and is
-    ranked anyway."""
-    for number, dimensions in enumerate(config.dimension_sets()):
-        prefix = f"grids[{number}]." if config.grids else ""
-        filters = [spec_text(spec) for spec in dimensions["filter"] if not is_none(spec)]
-        for index, spec in enumerate(dimensions["regimes"]):
-            regime = REGIMES.build(spec)
-            try:  # a private regime's trials normalize with public or DP statistics
-                data = normalization.for_trial(config.data, bundle,
-                                               private=regime.loss_kind == "private", seed=0)
-            except DataError as error:
-                raise ConfigError(str(error)) from None
-            plan = Plan(dataset_size=len(bundle.train[1]), batch_size=config.train.batch_size,
-                        model=model, augmented=bool(config.data.augment),
-                        ledger=planned_entries(config, data, regime=spec,
-                                               filter=filters[0] if filters else "none"))
-            try:
-                regime.check_plan(plan)
-            except ValueError as error:
-                raise ConfigError(f"{prefix}regimes[{index}]: {regime.name}: {error}") from None
-
-
-def _check_streamed(config: ExperimentConfig) -> None:
-    """What needs the training split as tensors (DP's Poisson sampling, poisons, filters,
-    the membership audit) cannot run on streamed data yet."""
-    needs = [f"regime {name!r}" for dims in config.dimension_sets() for name in
-             (parse(value, kind="regime").name for value in dims["regimes"]) if name == "dp"]
-    needs += [field for dims in config.dimension_sets() for field in ("poisoning", "filter")
-              if any(not is_none(value) for value in dims[field])]
-    needs += ["evaluation.membership"] if config.evaluation.membership else []
-    if needs:
-        raise RunError(f"data.stream: the training data streams (it is above "
-                       f"data.stream_above_gb or data.stream is true), but {needs[0]} needs it in "
-                       "memory; set data.stream: false")
 
 
 OPTIONAL = {"ray": ("ray", "--backend ray"), "mlflow": ("mlflow", "--track mlflow")}
@@ -225,7 +129,7 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"--out: {run_dir} exists and is not empty; choose another folder or "
                        f"continue it with --resume {run_dir}")
-    _check_data(config)
+    preflight.check(config)
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -245,12 +149,13 @@ def start(config: ExperimentConfig | None, *, out: Path | None = None,
     return config, run_dir, store
 
 
-def execute(config: ExperimentConfig | None, *, out: Path | None = None,
-            resume: Path | None = None, workers: int = 1, save_models: bool = False,
-            show_progress: bool = True, backend: str = "local", address: str | None = None,
-            track: str | None = None, tracking_uri: str | None = None,
-            max_trials: int = MAX_TRIALS) -> Path:
-    """Run (or finish) a grid and write its exports and report; returns the run folder.
+def run_in_folder(config: ExperimentConfig | None, *, out: Path | None = None,
+                  resume: Path | None = None, workers: int = 1, save_models: bool = False,
+                  show_progress: bool = True, backend: str = "local", address: str | None = None,
+                  track: str | None = None, tracking_uri: str | None = None,
+                  max_trials: int = MAX_TRIALS) -> Path:
+    """Run (or finish) a grid in a run folder and write its exports and report; returns the
+    folder.
 
     ``backend`` is ``local`` (a process pool) or ``ray``; ``track`` names a tracker
     (``mlflow``) that receives every trial finished by this call and the report.
@@ -266,20 +171,29 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         check_tracker(track, tracking_uri)  # a bad --tracking-uri is exit 2 before any folder
     config, run_dir, store = start(config, out=out, resume=resume, max_trials=max_trials)
     try:
-        handler = _LogFile(run_dir / LOG_FILE)
-    except BaseException:
+        with run_log(run_dir):
+            _run_grid_logged(config, run_dir, store, resumed=resume is not None,
+                             workers=workers, save_models=save_models,
+                             show_progress=show_progress, backend=backend, address=address,
+                             track=track, tracking_uri=tracking_uri)
+    finally:
         store.close()
-        raise
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False  # ART configures the root logger; the run log is enough
+    return run_dir
+
+
+execute = run_in_folder
+"""The name :func:`run_in_folder` had before; kept for callers that import it."""
+
+
+def _run_grid_logged(config: ExperimentConfig, run_dir: Path, store: Store, *, resumed: bool,
+                     workers: int, save_models: bool, show_progress: bool, backend: str,
+                     address: str | None, track: str | None, tracking_uri: str | None) -> None:
     progress = Progress(enabled=show_progress)
     observers: tuple = ()
     try:
         if track is not None:
             observers = (open_tracker(track, tracking_uri, run_dir, config),)
-        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resume else "started", backend)
+        log.info("run %s: %s (backend %s)", run_dir, "resumed" if resumed else "started", backend)
         run_grid(config, run_dir, store, workers=workers, save_models=save_models,
                  progress=progress, backend=backend, address=address, observers=observers)
         finish(run_dir, store, config.name, config.report)
@@ -291,10 +205,6 @@ def execute(config: ExperimentConfig | None, *, out: Path | None = None,
         for observer in observers:
             observer.close()
         progress.close()
-        store.close()
-        log.removeHandler(handler)
-        handler.close()
-    return run_dir
 
 
 class TrialsInterrupted(RunFailure):
@@ -361,5 +271,5 @@ def rebuild_report(run_dir: Path, ranking=None) -> None:
         store.close()
 
 
-__all__ = ["execute", "start", "quick", "rebuild_report", "trial_counts", "RunError", "ConfigError",
-           "StoreError"]
+__all__ = ["run_in_folder", "execute", "start", "quick", "rebuild_report", "trial_counts", "RunError",
+           "ConfigError", "StoreError"]

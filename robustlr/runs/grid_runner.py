@@ -12,7 +12,7 @@ from robustlr.config import ExperimentConfig
 from robustlr.grid import Trial, expand
 from robustlr.results.store import FINAL_STATUSES, Store
 from robustlr.runs.pool import run_pool
-from robustlr.runs.tasks import Recorder, TrialTask, execute
+from robustlr.runs.tasks import Recorder, TrialTask, run_task
 
 
 def pending_trials(config: ExperimentConfig, store: Store) -> list[Trial]:
@@ -42,7 +42,7 @@ def run_grid(config: ExperimentConfig, run_dir: Path, store: Store, *, workers: 
     if workers <= 1 or len(tasks) <= 1:
         torch.set_num_threads(1)
         for task in tasks:
-            execute(task, record)
+            run_task(task, record)
         return
     run_pool(tasks, workers, record)
 

@@ -22,7 +22,7 @@ import torch
 
 from robustlr.runs import orphans
 from robustlr.runs.events import TrialEnded
-from robustlr.runs.tasks import Recorder, TrialTask, execute, interrupted
+from robustlr.runs.tasks import Recorder, TrialTask, interrupted, run_task
 
 POLL_SECONDS = 0.5
 
@@ -30,7 +30,7 @@ POLL_SECONDS = 0.5
 def _worker(task: TrialTask, connection: Connection, parent: int | None) -> None:
     orphans.die_with_parent(parent)
     torch.set_num_threads(1)  # trials in parallel beat threads inside one (docs/facts.md)
-    execute(task, connection.send)
+    run_task(task, connection.send)
     connection.close()
 
 

@@ -32,7 +32,7 @@ import torch
 
 from robustlr.errors import InputError
 from robustlr.runs.events import TrialEnded
-from robustlr.runs.tasks import Recorder, TrialTask, execute, interrupted
+from robustlr.runs.tasks import Recorder, TrialTask, interrupted, run_task
 from robustlr.training.trial import failed_record
 
 POLL_SECONDS = 0.5
@@ -72,7 +72,7 @@ def _connect(address: str | None, workers: int) -> bool:
 
 def check_address(address: str) -> None:
     """A plain HOST:PORT where nothing answers is a one-line error (else Ray retries for
-    minutes, printing warnings); run.execute calls it before any run folder exists."""
+    minutes, printing warnings); run_in_folder calls it before any run folder exists."""
     if not _answers(address):
         raise InputError(f"--address: nothing answers at {address}; is a Ray head running "
                          "there (ray start --head) and is this its port?")
@@ -99,9 +99,9 @@ def _run_trial(task: TrialTask, cwd: str):
 
     def produce() -> None:
         try:
-            execute(task, events.put)
+            run_task(task, events.put)
         finally:
-            events.put(None)  # the end, even if something escaped execute
+            events.put(None)  # the end, even if something escaped run_task
 
     threading.Thread(target=produce, daemon=True).start()
     while (event := events.get()) is not None:
@@ -157,10 +157,10 @@ def _collect(streams: dict, record: Recorder) -> None:
 def _crashed(task: TrialTask, end: Exception) -> TrialEnded:
     """A stream that ended without the trial's summary: its worker or node died (Ray's system
     errors), so the trial is interrupted, not failed; an error raised by the task's own code
-    is caught inside ``execute`` and arrives as a failed summary instead."""
+    is caught inside ``run_task`` and arrives as a failed summary instead."""
     if isinstance(end, StopIteration):
         return interrupted(task, "the trial ended without a summary")
-    if isinstance(end, ray.exceptions.RayTaskError):  # raised by our code, outside execute
+    if isinstance(end, ray.exceptions.RayTaskError):  # raised by our code, outside run_task
         message = f"the Ray task raised {_describe(end)}"
         return TrialEnded(task.trial.id, "failed", failed_record(task.trial, message), message)
     return interrupted(task, f"its Ray worker died ({_describe(end)})")

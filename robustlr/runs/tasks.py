@@ -1,8 +1,8 @@
 """One trial as a unit of work for any backend, and the parent's recorder of its events.
 
-``execute`` runs a trial wherever it is called (a pool worker, a Ray task, the parent) and
+``run_task`` runs a trial wherever it is called (a pool worker, a Ray task, the parent) and
 reports through ``emit``; the :class:`Recorder` applies those events in the parent, the
-database's only writer.
+database's only writer (rank 0 under ``robustlr train``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from robustlr.grid import Trial
 from robustlr.nofollow import refuse_symlink
 from robustlr.results.store import INTERRUPTED, Store, StoreError
 from robustlr.runs.events import EpochEnded, Event, TrialEnded
+from robustlr.runs.progress import Progress
 from robustlr.training.trial import failed_record, run_trial
 
 log = logging.getLogger("robustlr")
@@ -31,7 +32,7 @@ class TrialTask:
     save_model: bool
 
 
-def execute(task: TrialTask, emit: Callable[[Event], None]) -> None:
+def run_task(task: TrialTask, emit: Callable[[Event], None]) -> None:
     """Run one trial, emitting an :class:`EpochEnded` per epoch and a :class:`TrialEnded`.
     Any exception becomes a ``failed`` trial; the grid goes on."""
     trial_id = task.trial.id
@@ -65,8 +66,9 @@ class Recorder:
     (trackers) about each finished trial, after its rows are committed. An interrupted trial
     is not finished: observers hear of it when a resume completes it, once."""
 
-    def __init__(self, store: Store, progress, observers: tuple = ()):
-        self.store, self.progress, self.observers = store, progress, observers
+    def __init__(self, store: Store, progress=None, observers: tuple = ()):
+        self.store, self.observers = store, observers
+        self.progress = progress if progress is not None else Progress(enabled=False)
         self.finished = 0
         self.interrupted = 0
 

@@ -12,7 +12,6 @@ beside the database file. The parent's id is kept in ``RUN_DIR/mlflow_run_id``, 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import ssl
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 from robustlr.config import ExperimentConfig
 from robustlr.errors import InputError
 from robustlr.grid import spec_text
+from robustlr.records import finite
 
 log = logging.getLogger("robustlr")
 
@@ -47,12 +47,6 @@ def _name(key: str) -> str:
     or leading dot: names may become file paths)."""
     name = re.sub(r"[^\w.\- ]", "_", key)[:250]
     return "_" + name[:249] if not name or name.startswith(".") else name
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _one_line(error: BaseException) -> str:
@@ -102,7 +96,7 @@ def connect(uri: str | None):
 
 
 class MlflowTracker:
-    """Receives each trial finished in this session, then the report (see ``run.execute``)."""
+    """Receives each trial finished in this session, then the report (see ``folder.run_in_folder``)."""
 
     def __init__(self, client, uri: str, run_dir: Path, config: ExperimentConfig):
         self.client, self.ended = client, False
@@ -171,7 +165,7 @@ class MlflowTracker:
         described = {k: summary.get(k) for k in ("trial", "schedule", "regime", "lr_scale",
                                                   "seed", "poison", "filter") if k in summary}
         status = summary.get("status", "failed")
-        wall = _finite(summary.get("wall_seconds"))
+        wall = finite(summary.get("wall_seconds"))
         run = self.client.create_run(
             self.experiment_id, run_name=trial_id,
             start_time=_now() - int(1000 * wall) if wall else None,
@@ -181,13 +175,13 @@ class MlflowTracker:
         for row in epochs:
             last = max(last, int(row["epoch"]))
             for key, value in row.items():
-                number = _finite(value) if key not in ("trial", "epoch") else None
+                number = finite(value) if key not in ("trial", "epoch") else None
                 if number is not None:
                     values[(_name(key), int(row["epoch"]))] = number
         # summary fields that are also epoch fields (robust_acc, epsilon, ...) hold the last
         # epoch's value: keep the epoch history exactly as epochs.csv has it
         for key, value in summary.items():
-            number = _finite(value) if key not in described else None
+            number = finite(value) if key not in described else None
             if number is not None:
                 values.setdefault((_name(key), last), number)
         tags = {"status": status, **({"error": summary["error"]} if summary.get("error") else {})}
@@ -214,7 +208,7 @@ class MlflowTracker:
 
     def close(self) -> None:
         """End a parent that run_finished did not: interrupted (KILLED) or crashed (FAILED).
-        Called in ``execute``'s finally block, where sys.exc_info() is what is propagating."""
+        Called in ``run_in_folder``'s finally block, where sys.exc_info() is what is propagating."""
         if not self.ended:
             error = sys.exc_info()[1]
             self._end("KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED")

@@ -21,10 +21,9 @@ optimizer-based (``optimizer_based = True``; the trainer swaps in a schedule-fre
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from robustlr.schedules.base import SCHEDULES, Schedule, WarmupSchedule
+from robustlr.schedules.base import SCHEDULES, Schedule, WarmupSchedule, parse, values
 from robustlr.spec import Spec
 
 # import order is registration order, which is the order `robustlr schedules` lists
@@ -42,30 +41,6 @@ def _torch_schedule(spec: Spec) -> Schedule:
 
 
 SCHEDULES.family("torch:", _torch_schedule)
-
-
-def parse(spec: str | Mapping[str, Any] | Spec | Schedule) -> Schedule:
-    """Build a schedule from ``"cosine(warmup=0.05)"`` or ``{"name": "cosine", "warmup": 0.05}``.
-
-    Raises :class:`robustlr.spec.SpecError` (one line naming the schedule and parameter).
-    A :class:`Schedule` instance is returned unchanged.
-    """
-    if isinstance(spec, Schedule):
-        return spec
-    return SCHEDULES.build(spec)
-
-
-def values(schedule: Schedule, steps: int) -> list[float]:
-    """The multiplier used at each of ``steps`` optimizer steps: ``schedule(s / steps)``.
-
-    This is exactly how the trainer applies a schedule (the LR for the step about to be
-    taken is ``schedule(steps_taken / total_steps)``), so the value at progress 1 is never
-    used. For ``plateau`` this is only the time-driven part.
-    """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
-    schedule = schedule.planned(total_steps=steps) if steps else schedule
-    return [float(schedule(s / steps)) for s in range(steps)]
 
 
 def describe() -> list[tuple[str, str, dict[str, Any]]]:

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from robustlr.spec import Registry, Spec, parse
+from robustlr.spec import Registry, Spec
+from robustlr.spec import parse as parse_spec
 
 
 class Tracker(Protocol):
@@ -42,7 +43,7 @@ class ScheduleRegistry(Registry):
         self._families[prefix] = build
 
     def _family_spec(self, value: str | Mapping[str, Any] | Spec) -> tuple[Spec, Callable] | None:
-        spec = parse(value, kind=self.kind)
+        spec = parse_spec(value, kind=self.kind)
         prefix = spec.name.partition(":")[0] + ":"
         return (spec, self._families[prefix]) if ":" in spec.name and prefix in self._families else None
 
@@ -165,3 +166,27 @@ def cosine_between(start: float, end: float, t: float) -> float:
 
 def linear_between(start: float, end: float, t: float) -> float:
     return start + (end - start) * t
+
+
+def parse(spec: str | Mapping[str, Any] | Spec | Schedule) -> Schedule:
+    """Build a schedule from ``"cosine(warmup=0.05)"`` or ``{"name": "cosine", "warmup": 0.05}``.
+
+    Raises :class:`robustlr.spec.SpecError` (one line naming the schedule and parameter).
+    A :class:`Schedule` instance is returned unchanged.
+    """
+    if isinstance(spec, Schedule):
+        return spec
+    return SCHEDULES.build(spec)
+
+
+def values(schedule: Schedule, steps: int) -> list[float]:
+    """The multiplier used at each of ``steps`` optimizer steps: ``schedule(s / steps)``.
+
+    This is exactly how the trainer applies a schedule (the LR for the step about to be
+    taken is ``schedule(steps_taken / total_steps)``), so the value at progress 1 is never
+    used. For ``plateau`` this is only the time-driven part.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
+    schedule = schedule.planned(total_steps=steps) if steps else schedule
+    return [float(schedule(s / steps)) for s in range(steps)]

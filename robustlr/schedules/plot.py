@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from robustlr.schedules.base import SCHEDULES
+from robustlr.schedules.base import SCHEDULES, parse, values
 
 
 def plot(specs: Sequence[str | Mapping[str, Any]], path: str | os.PathLike[str], *,
@@ -18,8 +18,6 @@ def plot(specs: Sequence[str | Mapping[str, Any]], path: str | os.PathLike[str],
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: parsing needs no plots
     from matplotlib.figure import Figure
-
-    from robustlr.schedules import parse, values  # the package imports this module
 
     schedules = ([parse(spec) for spec in specs] if specs
                  else [SCHEDULES.build(name) for name in SCHEDULES.names()])

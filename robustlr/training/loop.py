@@ -20,9 +20,10 @@ from robustlr.catalog import AVERAGING
 from robustlr.config import ExperimentConfig
 from robustlr.config import dump as dump_config
 from robustlr.data import DataBundle
+from robustlr.data.provenance import data_record
 from robustlr.distributed import World
 from robustlr.errors import InputError
-from robustlr.grid import Trial, data_record
+from robustlr.grid import Trial
 from robustlr.modes import evaluating, training
 from robustlr.regimes import Regime, TrainingSetup
 from robustlr.regimes.dp_settings import settings_of

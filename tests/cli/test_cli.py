@@ -149,14 +149,15 @@ def test_report_rebuilds_from_the_database(tmp_path):
 
 def test_the_saved_config_of_every_shipped_experiment_loads_back(tmp_path):
     from robustlr import config as config_module
+    from robustlr import experiment
 
     experiments = sorted(Path(__file__).parents[2].joinpath("experiments").glob("*.yaml"))
     assert len(experiments) >= 3
     for path in experiments:
-        loaded = config_module.load(path)
+        loaded = experiment.load(path)
         saved = tmp_path / f"{path.stem}.yaml"
         saved.write_text(config_module.dump(loaded))
-        assert config_module.dump(config_module.load(saved)) == config_module.dump(loaded), path
+        assert config_module.dump(experiment.load(saved)) == config_module.dump(loaded), path
 
 
 def test_a_missing_dataset_is_one_line_exit_2_and_no_run_folder(tmp_path):

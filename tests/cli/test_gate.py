@@ -12,10 +12,10 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.cli import main
 from robustlr.results.report import build_report
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 STEP = "step(milestones=[0.5], gamma=0.1)"
 DATA = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6], "noise": 0.5}}
@@ -24,7 +24,7 @@ DATA = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6],
 def _run(folder: Path, **train) -> Path:
     config = tiny(seeds=[0, 1], data=DATA, train={"epochs": 3, "batch_size": 32, "lr": 0.1,
                                                   "momentum": 0.9, **train})
-    return execute(config_module.from_mapping(config), out=folder, show_progress=False)
+    return run_in_folder(experiment.from_mapping(config), out=folder, show_progress=False)
 
 
 @pytest.fixture(scope="module")

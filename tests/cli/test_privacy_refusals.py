@@ -13,7 +13,7 @@ from helpers import tiny, write_config
 from robustlr.cli import main
 from robustlr.config import from_mapping
 from robustlr.privacy.ledger import Entry
-from robustlr.runs import folder
+from robustlr.training import preflight
 from robustlr.training.ledger import planned_entries
 from robustlr.training.trial import prepare_data
 
@@ -48,26 +48,26 @@ def test_a_dp_regime_behind_a_poison_filter_without_its_scope_is_refused(tmp_pat
 
 
 def test_a_cap_the_entries_before_training_already_spend_is_refused(tmp_path, monkeypatch):
-    prepare = folder.prepare_data
+    prepare = preflight.prepare_data
 
     def with_statistics(data_config, seed):  # what DP normalization statistics would spend
         spent = Entry(name="normalization", mechanism="gaussian", epsilon=2.5)
         return dataclasses.replace(prepare(data_config, seed), ledger=(spent,))
 
-    monkeypatch.setattr(folder, "prepare_data", with_statistics)
+    monkeypatch.setattr(preflight, "prepare_data", with_statistics)
     message = _refused(tmp_path, tiny(regimes=["dp(noise_multiplier=1.0, max_epsilon=2)"]))
     assert "regimes[0]: dp: max_epsilon 2 is on the trial's total" in message
     assert "already spend 2.5 of it (normalization 2.5)" in message
 
 
 def test_a_cap_whose_remainder_allows_no_step_names_what_it_leaves(tmp_path, monkeypatch):
-    prepare = folder.prepare_data
+    prepare = preflight.prepare_data
 
     def with_statistics(data_config, seed):
         spent = Entry(name="normalization", mechanism="gaussian", epsilon=1.9)
         return dataclasses.replace(prepare(data_config, seed), ledger=(spent,))
 
-    monkeypatch.setattr(folder, "prepare_data", with_statistics)
+    monkeypatch.setattr(preflight, "prepare_data", with_statistics)
     message = _refused(tmp_path, tiny(regimes=["dp(noise_multiplier=0.8, max_epsilon=2)"]))
     assert "max_epsilon 2 allows no step (it leaves DP-SGD 0.1)" in message
 

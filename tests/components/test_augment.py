@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F  # noqa: N812
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.cli import main
 from robustlr.data.augment import AUGMENTS, AugmentedBatches, build
 from robustlr.spec import SpecError
@@ -97,7 +96,7 @@ def test_unknown_augmentation_and_parameter_are_spec_errors():
 
 
 def _config(**data_fields):
-    return config_module.from_mapping(tiny(
+    return experiment.from_mapping(tiny(
         data={"synthetic": {"num_examples": 120, "num_classes": 3, "shape": [3, 12, 12]},
               **data_fields},
         model={"name": "cnn", "width": 4, "hidden": 8}, regimes=["pgd_at(eps=0.03, steps=2)"]))

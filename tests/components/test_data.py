@@ -192,3 +192,30 @@ def test_missing_dataset_one_line_error(tmp_path, name):
     assert "\n" not in message and "data.root" in message and "download: true" in message
     assert isinstance(error.value, FileNotFoundError) and isinstance(error.value, ValueError)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_data_source_is_one_registry_entry_holding_its_facts(monkeypatch):
+    """Adding a dataset is one decorated loader in data/sources.py: its name, channels,
+    official test split and downloadability come from that one entry."""
+    registry = sources.DATA_SOURCES
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+    monkeypatch.setattr(registry, "_facts", dict(registry._facts))
+    with pytest.raises(ValidationError, match="unknown dataset 'tiny_stand_in'"):
+        DataConfig(name="tiny_stand_in")
+
+    @registry.register("tiny_stand_in", channels=1, official_test=True, downloadable=True)
+    def _tiny(config: sources.SourceOptions) -> sources.Source:
+        """Forty 1x4x4 examples of two classes, with a test split of their own."""
+        x = np.linspace(0, 1, 40 * 16, dtype=np.float32).reshape(40, 1, 4, 4)
+        y = np.arange(40) % 2
+        return sources.Source(x, y, x[:10].copy(), y[:10].copy())
+
+    config = DataConfig(name="tiny_stand_in", download=True, val_fraction=0.25, test_fraction=0.9)
+    bundle = prepare(config, seed=0)  # official test: the 0.9 test fraction does not apply
+    assert bundle.input_shape == (1, 4, 4) and len(bundle.test[1]) == 10 and len(bundle.val[1]) == 10
+    with pytest.raises(ValidationError, match="one value per input channel"):
+        DataConfig(name="tiny_stand_in", mean=(0.5, 0.5), std=(0.2, 0.2))
+    with pytest.raises(ValidationError, match="data.download applies only to"):
+        DataConfig(name="digits", download=True)
+    assert registry.facts("cifar10") == sources.SourceFacts(channels=3, official_test=True,
+                                                            downloadable=True)

@@ -182,3 +182,22 @@ def test_bad_specs_name_the_problem(spec, shape, words):
 def test_mean_std_must_match_channels():
     with pytest.raises(ValueError, match="one per input channel"):
         build("cnn", input_shape=(3, 8, 8), num_classes=10, mean=[0.5], std=[0.5])
+
+
+
+def test_every_module_of_the_models_package_is_imported_with_it():
+    """Adding a model is one file: importing robustlr.models imports each of its modules, so a
+    module's @MODELS.register is all that makes its name buildable (no list of models)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import robustlr.models as package
+
+    files = sorted(p.stem for p in Path(package.__file__).parent.glob("*.py") if p.stem != "__init__")
+    # a fresh interpreter: this one may have imported the modules for other reasons
+    loaded = subprocess.run([sys.executable, "-c", "import json, sys, robustlr.models; print(json.dumps("
+                             "sorted(m.rpartition('.')[2] for m in sys.modules if m.startswith('robustlr.models.'))))"],
+                            capture_output=True, text=True, check=True).stdout
+    assert json.loads(loaded) == files

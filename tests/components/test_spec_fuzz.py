@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import robustlr.catalog  # noqa: F401  (imported once here, not inside a timed example)
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.config import ConfigError
 from robustlr.safe_yaml import YamlInputError, load_text
 from robustlr.spec import SpecError, parse
@@ -115,7 +115,7 @@ FIELDS = {
 def test_whole_configs_raise_only_config_errors(raw):
     with time_limit(5.0):
         try:
-            config_module.from_mapping(raw)
+            experiment.from_mapping(raw)
         except ConfigError as error:
             _one_line(error)
 

@@ -9,7 +9,7 @@ import dataclasses
 import pytest
 
 from robustlr import data
-from robustlr.grid import split_hash
+from robustlr.data.provenance import split_hash
 
 
 @pytest.fixture(scope="module")

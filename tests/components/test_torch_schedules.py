@@ -10,7 +10,7 @@ import torch
 from helpers import record_lrs, tiny
 
 from robustlr import config as config_module
-from robustlr import data, schedules
+from robustlr import data, experiment, schedules
 from robustlr.grid import expand
 from robustlr.spec import SpecError
 from robustlr.training.loop import train_trial
@@ -20,7 +20,7 @@ LR = 0.1
 
 def _train(monkeypatch, spec: str, epochs: int = 3):
     lrs = record_lrs(monkeypatch)
-    config = config_module.from_mapping(tiny(schedules=[spec], train={"epochs": epochs, "lr": LR}))
+    config = experiment.from_mapping(tiny(schedules=[spec], train={"epochs": epochs, "lr": LR}))
     bundle = data.prepare(config.data, seed=0)
     rows: list[dict] = []
     train_trial(config, expand(config)[0], bundle, on_epoch=rows.append)
@@ -79,7 +79,7 @@ def test_values_plan_the_schedule_over_the_asked_steps():
 
 def test_a_torch_spec_prints_as_written_and_is_accepted_in_a_config():
     assert str(schedules.parse({"name": "torch:StepLR", "step_size": 2})) == "torch:StepLR(step_size=2)"
-    config = config_module.from_mapping(tiny(schedules=["torch:OneCycleLR(max_lr=0.1)"]))
+    config = experiment.from_mapping(tiny(schedules=["torch:OneCycleLR(max_lr=0.1)"]))
     assert expand(config)[0].schedule == "torch:OneCycleLR(max_lr=0.1)"
 
 
@@ -95,7 +95,7 @@ def test_bad_torch_specs_are_one_line_spec_errors(spec, message):
         schedules.parse(spec)
     assert "\n" not in str(caught.value)
     with pytest.raises(config_module.ConfigError, match="schedules\\[0\\]"):
-        config_module.from_mapping(tiny(schedules=[spec]))
+        experiment.from_mapping(tiny(schedules=[spec]))
 
 
 def test_the_plateau_tracker_resumes_from_its_state():

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.grid import data_key, expand
 
 
 def ids(**data) -> list[str]:
-    return [t.id for t in expand(config_module.from_mapping(tiny(data=data)))]
+    return [t.id for t in expand(experiment.from_mapping(tiny(data=data)))]
 
 
 def test_trial_ids_differ_when_the_data_config_differs():
@@ -21,6 +21,6 @@ def test_trial_ids_differ_when_the_data_config_differs():
 
 
 def test_where_the_files_live_is_not_part_of_the_data_key():
-    here = config_module.from_mapping(tiny(data={"root": "here"}))
-    there = config_module.from_mapping(tiny(data={"root": "elsewhere"}))
+    here = experiment.from_mapping(tiny(data={"root": "here"}))
+    there = experiment.from_mapping(tiny(data={"root": "elsewhere"}))
     assert data_key(here) == data_key(there)

@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 from helpers import tiny, write_config
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.cli import main
 from robustlr.data import DataConfig, DataError, prepare, streaming
 from robustlr.training.setup import prepare as prepare_trial
@@ -151,7 +151,7 @@ def user_tiny(**overrides):
 
 
 def _streamed_batches(seed, workers=0):
-    config = config_module.from_mapping(user_tiny(
+    config = experiment.from_mapping(user_tiny(
         data={"name": "userdata:pair", "stream": True, "workers": workers,
               "augment": ["random_crop(padding=2)", "hflip"]},
         model={"name": "cnn", "width": 4, "hidden": 8}))

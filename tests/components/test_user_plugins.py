@@ -11,7 +11,7 @@ import pytest
 from helpers import tiny
 
 from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.training.loop import train_trial
 
@@ -43,7 +43,7 @@ def user_module(tmp_path, monkeypatch):
 
 
 def _train(config_mapping):
-    config = config_module.from_mapping(config_mapping)
+    config = experiment.from_mapping(config_mapping)
     trial = expand(config)[0]
     return trial, train_trial(config, trial, data.prepare(config.data, seed=0),
                               on_epoch=lambda row: None)
@@ -71,4 +71,4 @@ def test_a_user_regime_is_built_with_its_arguments_and_trains(user_module):
 ])
 def test_bad_user_plugins_are_config_errors(user_module, overrides, message):
     with pytest.raises(config_module.ConfigError, match=message):
-        config_module.from_mapping(tiny(**overrides))
+        experiment.from_mapping(tiny(**overrides))

@@ -9,6 +9,7 @@ import torch
 from helpers import tiny
 
 from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.grid import expand
 from robustlr.regimes import REGIMES
 from robustlr.regimes.base import TrainingSetup
@@ -76,7 +77,7 @@ def test_without_clipping_k_views_give_the_gradient_of_the_mean_loss_over_all_vi
 def test_augmult_needs_a_mode_that_forms_per_sample_gradients_and_augmentation(tmp_path):
     with pytest.raises(ValueError, match="augmult > 1 needs grad_sample_mode hooks or functorch"):
         REGIMES.build("dp(noise_multiplier=1.0, augmult=2)")
-    config = config_module.from_mapping(tiny(regimes=["dp(noise_multiplier=1.0, augmult=2, "
+    config = experiment.from_mapping(tiny(regimes=["dp(noise_multiplier=1.0, augmult=2, "
                                                       "grad_sample_mode=hooks)"]))
     with pytest.raises(config_module.ConfigError, match="augmult needs data.augment"):
         folder.start(config, out=tmp_path / "run")
@@ -84,7 +85,7 @@ def test_augmult_needs_a_mode_that_forms_per_sample_gradients_and_augmentation(t
 
 
 def _trained(regime: str) -> dict[str, torch.Tensor]:
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         regimes=[regime], schedules=["constant"], train={"epochs": 1, "batch_size": 32},
         data={"augment": ["hflip"]}))
     store: dict[str, torch.Tensor] = {}
@@ -113,7 +114,7 @@ def test_augmult_1_is_the_regime_as_it_was():
 
 
 def test_a_trial_with_augmult_trains_through_run_trial():
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         regimes=[f"dp(noise_multiplier=1.0, grad_sample_mode=hooks, augmult={K})"],
         schedules=["constant"], train={"epochs": 1, "batch_size": 32},
         data={"augment": ["hflip"]}))

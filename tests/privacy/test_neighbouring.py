@@ -23,10 +23,9 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.data import normalization
-from robustlr.data.sources import SOURCES, Source
+from robustlr.data.sources import DATA_SOURCES, Source
 from robustlr.grid import expand
 from robustlr.training import checkpoint
 from robustlr.training.trial import prepare_data, run_trial
@@ -67,7 +66,7 @@ def _config(data_section: dict[str, Any], **overrides: Any):
     raw["data"] = {key: value for key, value in raw["data"].items() if key != "synthetic"}
     # best.pt under DP picks an epoch on the validation split: allowed only when it is public
     raw["data"].setdefault("public_validation", True)
-    return config_module.from_mapping(raw)
+    return experiment.from_mapping(raw)
 
 
 def _train(config, trial_dir: Path, monkeypatch) -> dict[str, Any]:
@@ -183,9 +182,10 @@ def test_a_dp_trial_with_public_constants_releases_nothing_else_about_one_exampl
 def test_a_dp_trial_on_a_dataset_with_a_public_default_uses_it(tmp_path, monkeypatch):
     """mnist's published constants, on a stand-in for its files (no download here)."""
     current: dict[str, dict[str, np.ndarray]] = {}
-    monkeypatch.setitem(SOURCES, "mnist", lambda config: Source(
+    loader = DATA_SOURCES.loader
+    monkeypatch.setattr(DATA_SOURCES, "loader", lambda name: (lambda config: Source(
         current["arrays"]["x"], current["arrays"]["y"], current["arrays"]["x_test"],
-        current["arrays"]["y_test"]))
+        current["arrays"]["y_test"])) if name == "mnist" else loader(name))
     arrays = _arrays()
     config = _config({"name": "mnist", "val_fraction": 0.2})
     runs = []

@@ -144,8 +144,8 @@ def test_one_example_moves_the_released_sums_by_at_most_the_sensitivity():
 
 def test_a_dp_checkpoint_fingerprints_the_test_split_alone_and_attack_accepts_it(tmp_path):
     from robustlr.cli.attack import _recorded_split
+    from robustlr.data.provenance import data_record, split_hash
     from robustlr.errors import InputError
-    from robustlr.grid import data_record, split_hash
 
     rng = np.random.default_rng(0)
     arrays = {"x": rng.random((60, 1, 4, 4)).astype(np.float32), "y": np.arange(60) % 3,

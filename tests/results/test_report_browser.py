@@ -14,7 +14,7 @@ from fake_run import DEFAULT_SCHEDULES, THREATS, fake_run
 
 from robustlr.config import ReportConfig, from_mapping
 from robustlr.results.report import build_report
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import tiny
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -118,7 +118,7 @@ def test_a_real_runs_report_renders_in_headless_chromium(tmp_path):
         schedules=["constant", "cosine", "step(milestones=[0.5], gamma=0.1)"],
         regimes=["standard", "pgd_at(eps=0.1, steps=2)"], seeds=[0, 1],
         evaluation={"attack": "pgd(eps=0.1, steps=3)", "subset": 32}))
-    run_dir = execute(config, out=tmp_path / "run", workers=2, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=2, show_progress=False)
     report = run_dir / "report.html"
     found, problems, outside = open_page(report, "real")
     check_clean(report, found, problems, outside)

@@ -8,13 +8,13 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.cli import main
 from robustlr.config import ConfigError, ReportConfig
 from robustlr.results.report import Document
 from robustlr.results.report.constraints import constrained_section
 from robustlr.results.report.sensitivity import sensitivity_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 
 def record(schedule, seed, *, scale=1.0, regime="dp", **metrics):
@@ -85,14 +85,14 @@ def test_sensitivity_is_quiet_with_one_lr_scale():
 
 def test_unknown_metrics_in_the_config_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"report.max: .*unknown metric 'eps'"):
-        config_module.from_mapping(tiny(report={"rank_by": "robust_acc", "max": {"eps": 3}}))
+        experiment.from_mapping(tiny(report={"rank_by": "robust_acc", "max": {"eps": 3}}))
 
 
 def test_report_bounds_take_percent_like_the_report_and_refuse_fractions():
     """Issue 12: `gate --min clean_acc=96` was read as 96 (a fraction) and failed every group;
     the ranking was in fractions while the report spoke percent."""
     with pytest.raises(ConfigError, match=r"report.min: .*clean_acc is in percent"):
-        config_module.from_mapping(tiny(report={"rank_by": "robust_acc",
+        experiment.from_mapping(tiny(report={"rank_by": "robust_acc",
                                                 "min": {"clean_acc": 0.96}}))
     document = Document("t")
     constrained_section(document, [record("a", 0, clean_acc=0.97), record("b", 0, clean_acc=0.95)],
@@ -104,7 +104,7 @@ def test_report_bounds_take_percent_like_the_report_and_refuse_fractions():
 
 def test_report_ranks_from_the_config_and_the_cli_overrides_it(tmp_path):
     config = tiny(lr_scales=[0.5, 1.0], report={"rank_by": "clean_acc", "max": {"train_seconds": 1e6}})
-    run_dir = execute(config_module.from_mapping(config), out=tmp_path / "run", show_progress=False)
+    run_dir = run_in_folder(experiment.from_mapping(config), out=tmp_path / "run", show_progress=False)
     markdown = (run_dir / "report.md").read_text()
     assert "## Ranking under constraints" in markdown and "train_seconds <= 1e+06" in markdown
     assert "## Sensitivity to the LR scale" in markdown

@@ -157,11 +157,11 @@ def test_planned_selection_entries_name_the_choice_before_anything_trains():
 
 
 def test_a_real_dp_runs_report_states_the_composed_total_of_its_trials(tmp_path):
-    from robustlr.runs.folder import execute
+    from robustlr.runs.folder import run_in_folder
 
     config = from_mapping(tiny(regimes=["dp(noise_multiplier=1.0)"], lr_scales=[0.5, 1.0],
                                train={"epochs": 2}, report={"select_lr": "validation"}))
-    run_dir = execute(config, out=tmp_path / "run", workers=1, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=1, show_progress=False)
     summaries = json.loads((run_dir / "summary.json").read_text())
     assert all(r["val_examples"] > 0 and r["best_epoch"] is None for r in summaries)
     histories = [[(r["noise_multiplier"], r["sample_rate"], r["dp_steps"])] for r in summaries]

@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results import store as store_module
 from robustlr.results import writer_lock
 from robustlr.results.store import FINAL_STATUSES, Store, StoreError
@@ -265,7 +265,7 @@ def test_a_writer_that_cannot_record_itself_fails_in_one_line_and_frees_the_lock
 # -- the grid runner ---------------------------------------------------------------------------
 @pytest.fixture
 def grid(tmp_path):
-    config = config_module.from_mapping(tiny(schedules=["constant", "cosine", "onecycle"],
+    config = experiment.from_mapping(tiny(schedules=["constant", "cosine", "onecycle"],
                                              train={"epochs": 4}))
     return config, grid_runner.expand(config)
 
@@ -307,8 +307,8 @@ def test_run_grid_starts_the_unfinished_trials_and_hands_them_to_one_backend(
     store.register(1, trials[1].id, {})
     store.finish(trials[1].id, "ok", {})
     calls = []
-    monkeypatch.setattr(grid_runner, "execute", lambda task, record: calls.append(
-        ("execute", task, record)))
+    monkeypatch.setattr(grid_runner, "run_task", lambda task, record: calls.append(
+        ("run_task", task, record)))
     monkeypatch.setattr(grid_runner, "run_pool", lambda tasks, n, record: calls.append(
         ("pool", tasks, n, record)))
     monkeypatch.setitem(sys.modules, "robustlr.runs.ray_backend", types.SimpleNamespace(
@@ -330,7 +330,7 @@ def test_run_grid_starts_the_unfinished_trials_and_hands_them_to_one_backend(
     if backend == "ray":
         assert calls == [("ray", tasks, "ray://x", workers, record)] and threads == []
     elif workers <= 1:
-        assert calls == [("execute", task, record) for task in tasks] and threads == [1]
+        assert calls == [("run_task", task, record) for task in tasks] and threads == [1]
     else:
         assert calls == [("pool", tasks, workers, record)] and threads == []
 
@@ -342,7 +342,7 @@ def test_a_single_pending_trial_runs_in_process_whatever_the_workers(store, grid
         store.register(position + 1, trial.id, {})
         store.finish(trial.id, "ok", {})
     calls = []
-    monkeypatch.setattr(grid_runner, "execute", lambda task, record: calls.append(task.trial))
+    monkeypatch.setattr(grid_runner, "run_task", lambda task, record: calls.append(task.trial))
     monkeypatch.setattr(grid_runner, "run_pool", lambda *a: pytest.fail("pool for one trial"))
     grid_runner.run_grid(config, tmp_path, store, workers=4, save_models=False,
                          progress=_Progress())

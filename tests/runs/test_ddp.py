@@ -21,8 +21,7 @@ import torch
 from click.testing import CliRunner
 from helpers import tiny, write_config
 
-from robustlr import config as config_module
-from robustlr import data, models
+from robustlr import data, experiment, models
 from robustlr.cli import main
 from robustlr.grid import expand
 from robustlr.results.store import Store
@@ -43,7 +42,7 @@ class _Capture:
 
 def _single(mapping):
     """The trial trained by the ordinary single-process trainer: rows, summary, model."""
-    config = config_module.from_mapping(mapping)
+    config = experiment.from_mapping(mapping)
     (trial,) = expand(config)
     rows, capture = [], _Capture()
     summary = train_trial(config, trial, data.prepare(config.data, seed=trial.seed),
@@ -125,7 +124,7 @@ def test_cli_leaves_the_run_folder_contract_for_the_chosen_trial(tmp_path):
     result, out = _train(tmp_path, mapping, "--nproc", "2", "--trial", "1")
     assert result.exit_code == 0, result.output
     (summary,) = json.loads((out / "summary.json").read_text())
-    trial = expand(config_module.from_mapping(mapping))[1]
+    trial = expand(experiment.from_mapping(mapping))[1]
     assert summary["trial"] == trial.id and summary["status"] == "ok"
     assert summary["world_size"] == 2 and summary["epochs"] == 2
     with (out / "epochs.csv").open() as handle:

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results.store import Store, StoreError
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny, write_config
 
 SYNTHETIC = {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6]}
@@ -88,8 +88,8 @@ def test_out_naming_an_existing_file_is_one_line_and_the_file_is_kept(tmp_path):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2}))
-    return execute(config, out=tmp_path_factory.mktemp("hostile") / "run", show_progress=False)
+    config = experiment.from_mapping(tiny(train={"epochs": 2}))
+    return run_in_folder(config, out=tmp_path_factory.mktemp("hostile") / "run", show_progress=False)
 
 
 def _copy(run_dir: Path, tmp_path: Path) -> Path:
@@ -214,10 +214,10 @@ def _cifar_folder(root: Path, planted: Path | None = None) -> None:
 
 def test_cifar_batches_load_without_running_a_planted_payload(tmp_path):
     from robustlr.data import DataConfig
-    from robustlr.data.sources import SOURCES
+    from robustlr.data.sources import DATA_SOURCES
 
     _cifar_folder(tmp_path / "good")
-    source = SOURCES["cifar10"](DataConfig(name="cifar10", root=str(tmp_path / "good")))
+    source = DATA_SOURCES.loader("cifar10")(DataConfig(name="cifar10", root=str(tmp_path / "good")))
     assert source.x.shape == (100, 3, 32, 32) and source.x_test.shape == (20, 3, 32, 32)
 
     planted = tmp_path / "pwned.txt"
@@ -319,14 +319,14 @@ def _statuses(run_dir: Path) -> tuple[dict[str, str], list[tuple[str, int]]]:
 
 
 def _resume_finishes_everything(run_dir: Path) -> None:
-    execute(None, resume=run_dir, workers=2, show_progress=False)
+    run_in_folder(None, resume=run_dir, workers=2, show_progress=False)
     statuses, epochs = _statuses(run_dir)
     assert set(statuses.values()) == {"ok"} and len(statuses) == 4
     assert len(epochs) == len(set(epochs)) == 4 * 12
 
 
 def _held_after_each_epoch(release: Path):
-    """``tasks.execute`` whose worker waits after sending each epoch until ``release`` exists.
+    """``tasks.run_task`` whose worker waits after sending each epoch until ``release`` exists.
     A held worker cannot end its trial, so a kill is mid-trial by construction: a look at the
     database cannot tell, because the run's parent records a worker's events some time after
     they are sent (a small trial can end in that time, and the kill then interrupts nothing)."""
@@ -338,7 +338,7 @@ def _held_after_each_epoch(release: Path):
             emit(event)
             while isinstance(event, EpochEnded) and not release.exists():
                 time.sleep(0.01)
-        tasks.execute(task, emit_then_wait)
+        tasks.run_task(task, emit_then_wait)
     return execute_held
 
 
@@ -351,11 +351,11 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
 
     run_dir, outcome, release = tmp_path / "run", [], tmp_path / "release"
     # forked workers inherit the patch (the pool forks where no CUDA context exists)
-    monkeypatch.setattr("robustlr.runs.pool.execute", _held_after_each_epoch(release))
+    monkeypatch.setattr("robustlr.runs.pool.run_task", _held_after_each_epoch(release))
 
     def run() -> None:
         try:
-            execute(config_module.from_mapping(GRID), out=run_dir, workers=2, show_progress=False)
+            run_in_folder(experiment.from_mapping(GRID), out=run_dir, workers=2, show_progress=False)
         except Exception as error:  # what the run ends with is the assertion below
             outcome.append(error)
 
@@ -384,7 +384,7 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
 
 
 def _parent(config: Path, run_dir: Path) -> None:
-    execute(config_module.load(config), out=run_dir, workers=2, show_progress=False)
+    run_in_folder(experiment.load(config), out=run_dir, workers=2, show_progress=False)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc")
@@ -396,7 +396,7 @@ def test_workers_die_with_their_parent_and_resume_finishes_the_grid(tmp_path, si
     config, run_dir = write_config(tmp_path / "c.yaml", GRID), tmp_path / "run"
     release = tmp_path / "release"
     # held workers: the grid cannot end before the kill, and a worker is there to outlive it
-    monkeypatch.setattr("robustlr.runs.pool.execute", _held_after_each_epoch(release))
+    monkeypatch.setattr("robustlr.runs.pool.run_task", _held_after_each_epoch(release))
     # a forked parent starts at once (a fresh interpreter spends seconds importing torch)
     parent = multiprocessing.get_context("fork").Process(target=_parent, args=(config, run_dir))
     parent.start()

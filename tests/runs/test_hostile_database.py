@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from robustlr import config as config_module
-from robustlr.runs.folder import execute
+from robustlr import experiment
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2}))
-    return execute(config, out=tmp_path_factory.mktemp("database") / "run", show_progress=False)
+    config = experiment.from_mapping(tiny(train={"epochs": 2}))
+    return run_in_folder(config, out=tmp_path_factory.mktemp("database") / "run", show_progress=False)
 
 
 COMMANDS = {

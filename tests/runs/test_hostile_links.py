@@ -12,18 +12,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustlr import config as config_module
-from robustlr import models
+from robustlr import experiment, models
 from robustlr.nofollow import SymlinkRefused, write_atomic
 from robustlr.results.store import Store
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 2, "checkpoints": "both"}))
-    return execute(config, out=tmp_path_factory.mktemp("links") / "run", save_models=True,
+    config = experiment.from_mapping(tiny(train={"epochs": 2, "checkpoints": "both"}))
+    return run_in_folder(config, out=tmp_path_factory.mktemp("links") / "run", save_models=True,
                    show_progress=False)
 
 
@@ -82,7 +81,7 @@ def test_a_planted_trials_folder_link_is_refused(finished, tmp_path, folder):
 
 def test_each_writer_refuses_a_link_at_its_own_name(tmp_path):
     """The per-write guards, without the folder check that runs before them."""
-    from robustlr.runs.folder import _LogFile
+    from robustlr.runs.runlog import _LogFile
     from robustlr.training.checkpoint import Writer
 
     victim = tmp_path / "victim"

@@ -24,11 +24,11 @@ from helpers import kill_when_frozen, tiny, write_config
 
 ray = pytest.importorskip("ray")
 
-from robustlr import config as config_module  # noqa: E402
+from robustlr import experiment  # noqa: E402
 from robustlr.cli import main  # noqa: E402
 from robustlr.grid import Trial, expand  # noqa: E402
 from robustlr.results.store import Store  # noqa: E402
-from robustlr.runs.folder import execute  # noqa: E402
+from robustlr.runs.folder import run_in_folder  # noqa: E402
 from robustlr.runs.progress import Progress  # noqa: E402
 from robustlr.runs.ray_backend import run_ray  # noqa: E402
 from robustlr.runs.tasks import Recorder, TrialTask  # noqa: E402
@@ -126,9 +126,9 @@ def without_timing(records: list[dict]) -> list[dict]:
 
 
 def test_ray_gives_the_numbers_of_the_local_pool(tmp_path, ray_address):
-    config = config_module.from_mapping(tiny(seeds=[0, 1]))
-    local = execute(config, out=tmp_path / "local", workers=2, show_progress=False)
-    remote = execute(config, out=tmp_path / "ray", workers=2, show_progress=False,
+    config = experiment.from_mapping(tiny(seeds=[0, 1]))
+    local = run_in_folder(config, out=tmp_path / "local", workers=2, show_progress=False)
+    remote = run_in_folder(config, out=tmp_path / "ray", workers=2, show_progress=False,
                      backend="ray", address=ray_address)
     local_summary, local_rows = read(local)
     ray_summary, ray_rows = read(remote)
@@ -145,9 +145,9 @@ class _ExitWhenUnpickled:
 
 
 def test_failed_trials_are_recorded_and_the_grid_goes_on(tmp_path, ray_address):
-    good = config_module.from_mapping(tiny())
+    good = experiment.from_mapping(tiny())
     # a 2-D CNN cannot take 1-D signals: the trial raises when its model is built
-    raising = config_module.from_mapping(tiny(schedules=["cosine"], model="cnn", data={
+    raising = experiment.from_mapping(tiny(schedules=["cosine"], model="cnn", data={
         "synthetic": {"num_examples": 120, "num_classes": 3, "shape": [1, 12]}}))
     ok_a, ok_b = expand(good)
     tasks = [TrialTask(good, ok_a, tmp_path, False),
@@ -165,7 +165,7 @@ def test_failed_trials_are_recorded_and_the_grid_goes_on(tmp_path, ray_address):
     store.close()
     assert rows[ok_a.id] == rows[ok_b.id] == "ok | "
     assert rows[tasks[1].trial.id].startswith("failed | ") and len(rows[tasks[1].trial.id]) > 12
-    assert "interrupted" not in rows[tasks[1].trial.id]  # raised inside execute: its own error
+    assert "interrupted" not in rows[tasks[1].trial.id]  # raised inside run_task: its own error
     assert rows[tasks[2].trial.id].startswith("interrupted | interrupted: its Ray worker died")
     epochs = Store(store.path).epochs()
     assert sorted((e["trial"], e["epoch"]) for e in epochs) == sorted(
@@ -216,7 +216,7 @@ def test_kill_9_then_resume_on_ray_finishes_every_trial_exactly_once(tmp_path, r
     assert sorted(s for _, s in trials) == ["ok"] * 4
     assert sorted(epochs) == sorted((t, e) for t, _ in trials for e in (1, 2, 3, 4))
 
-    fresh = execute(config_module.from_mapping(config), out=tmp_path / "fresh", workers=1,
+    fresh = run_in_folder(experiment.from_mapping(config), out=tmp_path / "fresh", workers=1,
                     show_progress=False)
     resumed_summary, resumed_rows = read(out)
     fresh_summary, fresh_rows = read(fresh)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results.store import Store
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import tiny, write_config
 
 ROBUSTLR = str(Path(sys.executable).with_name("robustlr"))
@@ -81,11 +81,11 @@ def test_a_full_disk_mid_run_stops_with_one_line_and_resume_loses_nothing(tmp_pa
     assert "failed" not in statuses.values(), "a refused write is not a failed trial"
     assert all(epochs[t] == [1, 2, 3, 4] for t in finished)
 
-    execute(None, resume=copy, show_progress=False)  # in-process: a CLI start costs seconds
+    run_in_folder(None, resume=copy, show_progress=False)  # in-process: a CLI start costs seconds
     statuses, epochs = trial_rows(copy)
     assert set(statuses.values()) == {"ok"} and len(statuses) == 4
     assert all(rows == [1, 2, 3, 4] for rows in epochs.values())
-    fresh = execute(config_module.load(config), out=tmp_path / "fresh", show_progress=False)
+    fresh = run_in_folder(experiment.load(config), out=tmp_path / "fresh", show_progress=False)
     load = lambda d: without_timing(json.loads((d / "summary.json").read_text()))  # noqa: E731
     assert load(copy) == load(fresh)
 
@@ -95,7 +95,7 @@ def test_a_read_only_folder_is_one_line_for_a_new_run_a_resume_and_a_report(tmp_
     config = write_config(tmp_path / "c.yaml", tiny())
     place = tmp_path / "place"
     place.mkdir()
-    execute(config_module.load(config), out=place / "run", show_progress=False)
+    run_in_folder(experiment.load(config), out=place / "run", show_progress=False)
     before = sorted(p.name for p in (place / "run").iterdir())
     read_only = f"mount --bind {place} {place} && mount -o remount,bind,ro {place}"
     commands = {

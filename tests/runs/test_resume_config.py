@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.grid import expand
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from tests.helpers import cli, one_line, tiny
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
-    config = config_module.from_mapping(tiny(train={"epochs": 1}))
-    return execute(config, out=tmp_path_factory.mktemp("resume") / "run", show_progress=False)
+    config = experiment.from_mapping(tiny(train={"epochs": 1}))
+    return run_in_folder(config, out=tmp_path_factory.mktemp("resume") / "run", show_progress=False)
 
 
 def _dump(run_dir: Path) -> list[tuple]:
@@ -67,7 +67,7 @@ def test_a_folder_without_a_fingerprint_is_refused(finished, tmp_path):
 
 
 def _ids(**overrides) -> set[str]:
-    return {trial.id for trial in expand(config_module.from_mapping(tiny(**overrides)))}
+    return {trial.id for trial in expand(experiment.from_mapping(tiny(**overrides)))}
 
 
 @pytest.mark.parametrize("change", [

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import tiny, write_config
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.runs import tasks
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 SCHEDULES = ["constant", "step(milestones=[0.5], gamma=0.1)", "cosine"]
 UNCHANGED_ON_RESUME = ("run.log",)  # a resume appends to the log: the only file it may change
@@ -26,7 +26,7 @@ def finished(tmp_path_factory) -> Path:
     """A finished run folder of three one-epoch trials (never modified: tests copy it)."""
     root = tmp_path_factory.mktemp("resume")
     config = tiny(name="resume", schedules=SCHEDULES, train={"epochs": 2})
-    return execute(config_module.load(write_config(root / "c.yaml", config)), out=root / "run",
+    return run_in_folder(experiment.load(write_config(root / "c.yaml", config)), out=root / "run",
                    show_progress=False)
 
 
@@ -89,7 +89,7 @@ def test_resume_executes_only_the_unfinished_trials_and_leaves_finished_rows_unt
     before = rows(run_dir)
     executed.clear()
 
-    execute(None, resume=run_dir, show_progress=False)
+    run_in_folder(None, resume=run_dir, show_progress=False)
 
     assert sorted(executed) == lost_ids
     after = rows(run_dir)
@@ -109,7 +109,7 @@ def test_resume_of_a_finished_folder_executes_nothing_and_changes_nothing(finish
     before_files, before_rows = files(run_dir), rows(run_dir)
     log = (run_dir / "run.log").read_text()
 
-    execute(None, resume=run_dir, show_progress=False)
+    run_in_folder(None, resume=run_dir, show_progress=False)
 
     assert executed == []
     assert rows(run_dir) == before_rows

@@ -10,9 +10,8 @@ import math
 import pytest
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import schedules
-from robustlr.runs.folder import execute
+from robustlr import experiment, schedules
+from robustlr.runs.folder import run_in_folder
 
 SUMMARY_FIELDS = {"trial", "schedule", "regime", "lr_scale", "seed", "status", "epochs",
                   "clean_acc", "clean_acc_best", "train_seconds"}
@@ -21,8 +20,8 @@ TIMING = {"train_seconds", "wall_seconds", "samples_per_second", "epoch_seconds"
 
 
 def run_tiny(tmp_path, name="run", workers=1, **overrides):
-    config = config_module.from_mapping(tiny(**overrides))
-    return execute(config, out=tmp_path / name, workers=workers, show_progress=False)
+    config = experiment.from_mapping(tiny(**overrides))
+    return run_in_folder(config, out=tmp_path / name, workers=workers, show_progress=False)
 
 
 def read(run_dir):

@@ -18,9 +18,9 @@ from click.testing import CliRunner  # noqa: E402
 from helpers import tiny, write_config  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from robustlr import config as config_module  # noqa: E402
+from robustlr import experiment  # noqa: E402
 from robustlr.cli import main  # noqa: E402
-from robustlr.runs.folder import execute  # noqa: E402
+from robustlr.runs.folder import run_in_folder  # noqa: E402
 from robustlr.runs.tracking import RUN_ID_FILE, check_tracker, open_tracker  # noqa: E402
 
 
@@ -31,11 +31,11 @@ def uri(tmp_path_factory):
 
 
 def load(tmp_path, **overrides):
-    return config_module.load(write_config(tmp_path / "config.yaml", tiny(**overrides)))
+    return experiment.load(write_config(tmp_path / "config.yaml", tiny(**overrides)))
 
 
 def tracked(tmp_path, uri, name, **overrides):
-    return execute(load(tmp_path, name=name, **overrides), out=tmp_path / "run",
+    return run_in_folder(load(tmp_path, name=name, **overrides), out=tmp_path / "run",
                    track="mlflow", tracking_uri=uri, show_progress=False)
 
 
@@ -126,7 +126,7 @@ def test_resume_reuses_the_parent_run_and_logs_only_the_unfinished_trials(tmp_pa
     client.delete_run(children[lost].info.run_id)
     client.set_terminated(parent_id, "KILLED")
 
-    execute(None, resume=run_dir, track="mlflow", tracking_uri=uri, show_progress=False)
+    run_in_folder(None, resume=run_dir, track="mlflow", tracking_uri=uri, show_progress=False)
     _, parents, children = runs_of(uri, "track-resume")
     assert [p.info.run_id for p in parents] == [parent_id]
     assert parents[0].info.status == "FINISHED"
@@ -160,13 +160,13 @@ def test_a_store_that_cannot_be_opened_is_one_line_naming_the_option(tmp_path, b
         open_tracker("wandb", None, tmp_path, load(tmp_path))
     assert not (tmp_path / RUN_ID_FILE).exists()
     with pytest.raises(ValueError, match="^--tracking-uri: "):  # through a run: no folder left
-        execute(load(tmp_path), out=tmp_path / "run", track="mlflow", tracking_uri=bad,
+        run_in_folder(load(tmp_path), out=tmp_path / "run", track="mlflow", tracking_uri=bad,
                 show_progress=False)
     assert not (tmp_path / "run").exists()
 
 
 def test_tracking_errors_are_warnings_and_names_are_made_valid(tmp_path, uri, caplog):
-    logging.getLogger("robustlr").addHandler(caplog.handler)  # run.execute stops propagation
+    logging.getLogger("robustlr").addHandler(caplog.handler)  # the run log stops propagation
     try:
         tracker = open_tracker("mlflow", uri, tmp_path, load(tmp_path, name="track-direct"))
         trial = {"trial": "t1", "schedule": "constant", "regime": "standard", "lr_scale": 1.0,

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 from helpers import TINY, tiny
 
 from robustlr import config as config_module
-from robustlr import data, models, schedules
+from robustlr import data, experiment, models, schedules
 from robustlr.cli.app import main
 from robustlr.grid import expand
 from robustlr.regimes import REGIMES
 from robustlr.results.report import Document
 from robustlr.results.report.robustness import robustness_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from robustlr.training.loop import train_trial
 from robustlr.training.probes import build_probes
 from robustlr.training.probes.robustness import catastrophic_overfitting
@@ -30,7 +30,7 @@ TIMING = {"epoch_seconds", "samples_per_second"}
 
 def train(overrides: dict, *, probes: bool = False) -> dict[str, tuple[dict, list[dict]]]:
     """Every trial of a tiny config: regime -> (summary, epoch rows)."""
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     bundle = data.prepare(config.data, seed=0)
     results = {}
     for trial in expand(config):
@@ -55,7 +55,7 @@ def test_a_zero_epsilon_adversarial_regime_is_standard_training():
 
 
 def test_pgd_at_trains_on_perturbed_inputs_inside_the_epsilon_ball():
-    config = config_module.from_mapping(tiny())
+    config = experiment.from_mapping(tiny())
     bundle = data.prepare(config.data, seed=0)
     torch.manual_seed(0)
     model = models.build(config.model, input_shape=bundle.input_shape,
@@ -105,7 +105,7 @@ def test_the_epsilon_ramp_scales_eps_by_its_schedule_at_the_given_progress(ramp,
 ])
 def test_bad_regime_parameters_are_a_one_line_config_error_naming_them(regime, parameter):
     with pytest.raises(config_module.ConfigError) as caught:
-        config_module.from_mapping(tiny(regimes=["standard", regime]))
+        experiment.from_mapping(tiny(regimes=["standard", regime]))
     message = str(caught.value)
     assert message.startswith("regimes[1]: regime ") and "\n" not in message
     assert parameter in message
@@ -113,7 +113,7 @@ def test_bad_regime_parameters_are_a_one_line_config_error_naming_them(regime, p
 
 def test_a_bad_ramp_schedule_is_a_one_line_config_error():
     with pytest.raises(config_module.ConfigError) as caught:
-        config_module.from_mapping(tiny(regimes=["pgd_at(eps=0.1, ramp='cosinus')"]))
+        experiment.from_mapping(tiny(regimes=["pgd_at(eps=0.1, ramp='cosinus')"]))
     message = str(caught.value)
     assert message.startswith("regimes[0]: ") and "\n" not in message
     assert "schedule 'cosinus' is unknown" in message
@@ -220,7 +220,7 @@ def saved_model(tmp_path_factory):
     config.update(data={"name": "digits", "limit": 300}, schedules=["constant"],
                   train={**config["train"], "epochs": 2})
     out = tmp_path_factory.mktemp("attack") / "run"
-    run_dir = execute(config_module.from_mapping(config), out=out, save_models=True,
+    run_dir = run_in_folder(experiment.from_mapping(config), out=out, save_models=True,
                       show_progress=False)
     (path,) = run_dir.glob("trials/*/model.pt")
     return path
@@ -287,7 +287,7 @@ def test_attack_scores_the_split_the_checkpoint_records_not_the_default(tmp_path
     config = copy.deepcopy(TINY)
     config.update(data={"name": "digits", "split_seed": 3, "test_fraction": 0.3, "limit": 200},
                   schedules=["constant"], train={**config["train"], "epochs": 1})
-    run_dir = execute(config_module.from_mapping(config), out=tmp_path / "run",
+    run_dir = run_in_folder(experiment.from_mapping(config), out=tmp_path / "run",
                       save_models=True, show_progress=False)
     (path,) = run_dir.glob("trials/*/model.pt")
     recorded = models.read_metadata(path)["extra"]["data"]
@@ -320,14 +320,14 @@ def test_acceptance_pgd_at_is_30_points_more_robust_on_digits_at_eps_0_1(tmp_pat
     Measured (2 shared cores): standard 54.6%, PGD-AT 86.9% robust, clean 99.2%: a thin margin
     (at lr 0.05 the gap was 29.8 points after 15 epochs and 26.4 after 30).
     """
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "acceptance", "data": {"name": "digits"}, "model": "cnn",
         "train": {"epochs": 15, "batch_size": 64, "lr": 0.1, "momentum": 0.9,
                   "weight_decay": 5e-4},
         "schedules": ["cosine"], "regimes": ["standard", "pgd_at(eps=0.1, steps=7)"],
         "evaluation": {"attack": "pgd(eps=0.1, steps=20)", "subset": 100,
                        "final": ["pgd(eps=0.1, steps=20)"]}})
-    run_dir = execute(config, out=tmp_path / "run", workers=2, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=2, show_progress=False)
     summary = {r["regime"]: r for r in json.loads((run_dir / "summary.json").read_text())}
     standard, adversarial = summary["standard"], summary["pgd_at(eps=0.1, steps=7)"]
     assert adversarial["clean_acc"] >= 0.90

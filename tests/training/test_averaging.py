@@ -13,8 +13,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.averaging import AVERAGING
 from robustlr.config import ConfigError
 from robustlr.grid import Trial, _canonical, expand
@@ -71,7 +70,7 @@ def test_swa_recomputes_batchnorm_statistics_and_restores_the_raw_model():
 
 
 def _config(**overrides):
-    return config_module.from_mapping(tiny(schedules=["cosine"], **overrides))
+    return experiment.from_mapping(tiny(schedules=["cosine"], **overrides))
 
 
 def test_averaged_numbers_sit_beside_an_unchanged_raw_trajectory():

@@ -9,11 +9,12 @@ import pytest
 from helpers import tiny
 
 from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.grid import Trial
 from robustlr.privacy import engine
 from robustlr.results.report.document import Document
 from robustlr.results.report.privacy import _canary_audit
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 from robustlr.training import canary_stage
 from robustlr.training.trial import prepare_data, run_trial
 
@@ -27,7 +28,7 @@ REGIME = "dp(noise_multiplier=4.0, max_grad_norm=1.0, delta=1e-5, accountant=rdp
 
 
 def _config(**evaluation):
-    return config_module.from_mapping(tiny(
+    return experiment.from_mapping(tiny(
         data=DATA, model={"name": "mlp", "hidden": [64]},
         train={"epochs": 15, "batch_size": 64, "lr": 0.5, "momentum": 0.5},
         schedules=["constant"], regimes=[REGIME],
@@ -36,7 +37,7 @@ def _config(**evaluation):
 
 @pytest.fixture(scope="module")
 def correct_run(tmp_path_factory):
-    run_dir = execute(_config(), out=tmp_path_factory.mktemp("canary") / "run",
+    run_dir = run_in_folder(_config(), out=tmp_path_factory.mktemp("canary") / "run",
                       show_progress=False)
     (record,) = json.loads((run_dir / "summary.json").read_text())
     return run_dir, record
@@ -80,9 +81,9 @@ def test_the_canaries_are_in_the_training_set_the_guarantee_covers():
 
 def test_bad_audit_settings_are_one_line():
     with pytest.raises(config_module.ConfigError, match="privacy_audit audits DP trials"):
-        config_module.from_mapping(tiny(evaluation={"privacy_audit": {"canaries": 10}}))
+        experiment.from_mapping(tiny(evaluation={"privacy_audit": {"canaries": 10}}))
     with pytest.raises(config_module.ConfigError, match="canaries"):
-        config_module.from_mapping(tiny(regimes=[REGIME],
+        experiment.from_mapping(tiny(regimes=[REGIME],
                                         evaluation={"privacy_audit": {"canaries": 1}}))
     too_many = _config(privacy_audit={"canaries": 5000})
     trial = Trial(schedule="constant", regime=REGIME, lr_scale=1.0, seed=0)

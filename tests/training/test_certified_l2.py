@@ -13,7 +13,7 @@ from helpers import tiny
 from torch import nn
 
 from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.regimes import REGIMES
 from robustlr.training.loop import train_trial
@@ -23,7 +23,7 @@ CERTIFY = {"sigma": 0.25, "n0": 10, "n": 100, "alpha": 0.01, "subset": 16}
 
 
 def run(overrides: dict) -> dict[str, dict]:
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     bundle = data.prepare(config.data, seed=0)
     return {trial.regime: train_trial(config, trial, bundle, on_epoch=lambda row: None,
                                       probes=build_probes(config, trial, bundle))
@@ -62,7 +62,7 @@ def test_certify_fields_per_trial():
                                         ({"alpha": 1.5}, "evaluation.certify.alpha")])
 def test_bad_certify_settings_are_one_line_errors(bad, field):
     with pytest.raises(config_module.ConfigError, match=field) as caught:
-        config_module.from_mapping(tiny(evaluation={"certify": {**CERTIFY, **bad}}))
+        experiment.from_mapping(tiny(evaluation={"certify": {**CERTIFY, **bad}}))
     assert "\n" not in str(caught.value)
 
 
@@ -107,12 +107,12 @@ def test_trades_l2_stays_in_the_l2_ball():
 def test_a_gaussian_grid_over_three_schedules_reports_certified_curves(tmp_path):
     import json
 
-    from robustlr.runs.folder import execute
+    from robustlr.runs.folder import run_in_folder
 
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         schedules=["constant", "cosine", "onecycle"], regimes=["gaussian(sigma=0.25)"],
         train={"epochs": 2}, evaluation={"certify": CERTIFY}))
-    run_dir = execute(config, out=tmp_path / "run", workers=1, show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", workers=1, show_progress=False)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert len(summary) == 3 and all("certified_acc_r0_5" in r for r in summary)
     report = (run_dir / "report.md").read_text()

@@ -11,8 +11,7 @@ import pytest
 import torch
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.distributed import World
 from robustlr.errors import InputError
 from robustlr.grid import expand
@@ -23,7 +22,7 @@ from robustlr.training.probes.base import Probe
 
 
 def _prepared(**overrides):
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     return config, data.prepare(config.data, seed=0)
 
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import tiny
 
 from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.training.loop import train_trial
 
@@ -16,7 +16,7 @@ DP = "dp(noise_multiplier=1.0)"
 
 
 def summary_of(**overrides):
-    config = config_module.from_mapping(tiny(schedules=["constant"], **overrides))
+    config = experiment.from_mapping(tiny(schedules=["constant"], **overrides))
     bundle = data.prepare(config.data, seed=0)
     (trial,) = expand(config)
     return train_trial(config, trial, bundle, on_epoch=lambda row: None), bundle
@@ -45,7 +45,7 @@ def test_without_a_validation_split_the_test_split_chooses_and_dp_keeps_it():
 def test_best_pt_under_dp_needs_a_public_validation_split(keep):
     with pytest.raises(config_module.ConfigError,
                        match=f"train.checkpoints: {keep} under the dp regime picks an epoch"):
-        config_module.from_mapping(tiny(regimes=["standard", DP], train={"checkpoints": keep}))
-    config_module.from_mapping(tiny(regimes=[DP], train={"checkpoints": keep},
+        experiment.from_mapping(tiny(regimes=["standard", DP], train={"checkpoints": keep}))
+    experiment.from_mapping(tiny(regimes=[DP], train={"checkpoints": keep},
                                     data={"public_validation": True}))
-    config_module.from_mapping(tiny(regimes=["standard"], train={"checkpoints": keep}))
+    experiment.from_mapping(tiny(regimes=["standard"], train={"checkpoints": keep}))

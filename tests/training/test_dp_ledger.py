@@ -10,8 +10,7 @@ import math
 import pytest
 from helpers import tiny
 
-from robustlr import config as config_module
-from robustlr import data
+from robustlr import data, experiment
 from robustlr.grid import expand
 from robustlr.privacy.ledger import Entry, Ledger
 from robustlr.regimes.dp_ledger import filter_entry
@@ -25,7 +24,7 @@ NORMALIZATION = Entry(name="normalization", mechanism="gaussian", epsilon=0.5, d
 
 
 def _run(regime, *, epochs=3, ledger=(), rows=None, **overrides):
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=IMAGES, model=GROUP_CNN, schedules=["constant"], regimes=[regime],
         train={"epochs": epochs, "batch_size": 24}, **overrides))
     (trial,) = expand(config)
@@ -88,7 +87,7 @@ def test_shuffled_batches_report_no_guarantee_rather_than_the_poisson_figure():
 
 
 def test_a_filter_under_scope_after_filter_is_stated_as_out_of_scope_in_the_ledger():
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=IMAGES, model=GROUP_CNN, schedules=["constant"],
         regimes=["dp(noise_multiplier=1.0, scope=after_filter)"],
         poisoning=["badnets(rate=0.1, target=0, size=2)"], filter=["spectral"],
@@ -108,7 +107,7 @@ def test_a_filter_under_scope_after_filter_is_stated_as_out_of_scope_in_the_ledg
 
 
 def test_a_filter_without_the_scope_is_refused_when_the_trial_starts():
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=IMAGES, model=GROUP_CNN, schedules=["constant"], regimes=["dp(noise_multiplier=1.0)"],
         train={"epochs": 1, "batch_size": 24}))
     (trial,) = expand(config)

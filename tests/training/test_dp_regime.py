@@ -11,7 +11,7 @@ import torch
 from helpers import record_lrs, tiny
 
 from robustlr import config as config_module
-from robustlr import data, models, schedules
+from robustlr import data, experiment, models, schedules
 from robustlr.attacks import PGD, Square, cascade
 from robustlr.grid import expand
 from robustlr.privacy import epsilon
@@ -28,7 +28,7 @@ IMAGES = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 8, 8
 
 def trial_of(**overrides):
     overrides = {"data": IMAGES, "model": GROUP_CNN, **overrides}
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     return config, expand(config), data.prepare(config.data, seed=0)
 
 
@@ -194,7 +194,7 @@ def test_opacus_adds_noise_of_std_sigma_times_the_clipping_bound(clip):
 
 
 def test_a_cap_that_allows_no_step_is_a_config_error_before_any_folder(tmp_path):
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=IMAGES, model=GROUP_CNN, schedules=["constant"], train={"batch_size": 24},
         regimes=["standard", "dp(noise_multiplier=0.5, max_epsilon=1.0)"]))
     with pytest.raises(config_module.ConfigError) as info:
@@ -234,7 +234,7 @@ def test_opacus_hook_warnings_are_not_shown(recwarn):
 ])
 def test_bad_dp_settings_are_one_line_config_errors(regime, message):
     with pytest.raises(config_module.ConfigError) as info:
-        config_module.from_mapping(tiny(regimes=[regime]))
+        experiment.from_mapping(tiny(regimes=[regime]))
     assert message in str(info.value) and "regimes[0]" in str(info.value)
 
 

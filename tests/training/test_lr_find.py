@@ -13,7 +13,7 @@ import math
 import pytest
 from click.testing import CliRunner
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.cli import main
 from robustlr.training import lr_find
 from robustlr.training.trial import prepare_data
@@ -28,7 +28,7 @@ def digits():
 
 def sweep_of(tmp_path, regime="standard", config=None, **sweep):
     path = write_config(tmp_path / "c.yaml", config or tiny())
-    config = config_module.load(path)
+    config = experiment.load(path)
     data = prepare_data(config.data, 0)
     return lr_find.run(config, data, regime_spec=regime, seed=0,
                        sweep=lr_find.Sweep(**{"steps": 40, **sweep}))
@@ -145,7 +145,7 @@ def test_training_at_the_suggestion_comes_near_the_best_lr_of_a_coarse_grid(regi
     from robustlr.training.loop import train_trial
 
     torch.set_num_threads(1)
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "lr-check", "data": {"name": "digits", "limit": 600}, "model": "cnn",
         "train": {"epochs": 4, "batch_size": 64, "lr": 0.1, "momentum": 0.9},
         "schedules": ["constant"], "regimes": [regime]})

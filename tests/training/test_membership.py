@@ -10,12 +10,12 @@ import torch
 from helpers import tiny
 from torch import nn
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.privacy.audit import audit
 from robustlr.results import report
 from robustlr.results.report.document import Document
 from robustlr.results.report.privacy import privacy_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 # Overlapping Gaussian clusters: a non-private MLP memorises its 360 training points (loss ~0)
 # while held-out points stay hard, so the loss-threshold attack separates them clearly.
@@ -27,7 +27,7 @@ CAPPED = "dp(noise_multiplier=1.5, max_epsilon=2, accountant=rdp)"  # runs out n
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=HARD, model={"name": "mlp", "hidden": [128]},
         train={"epochs": 15, "batch_size": 24, "lr": 0.1, "momentum": 0.9},
         schedules=["constant"], evaluation={"membership": True},
@@ -35,7 +35,7 @@ def audited(tmp_path_factory):
                {"regimes": [SMALL_EPSILON], "lr_scales": [0.1],
                 "schedules": ["constant", "cosine"]},
                {"regimes": [CAPPED], "lr_scales": [0.1]}]))
-    run_dir = execute(config, out=tmp_path_factory.mktemp("audit") / "run", show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path_factory.mktemp("audit") / "run", show_progress=False)
     summaries = json.loads((run_dir / "summary.json").read_text())
     return run_dir, {(r["regime"], r["schedule"]): r for r in summaries}
 
@@ -97,14 +97,14 @@ def test_the_privacy_section_skips_itself_without_private_or_audited_trials():
 @pytest.mark.slow
 def test_digits_at_epsilon_3_reaches_85_percent(tmp_path):
     """Issue 4's acceptance, with the default audit's model and training settings."""
-    config = config_module.from_mapping({
+    config = experiment.from_mapping({
         "name": "dp-digits", "data": {"name": "digits", "val_fraction": 0.15, "test_fraction": 0.2},
         "model": {"name": "cnn"},
         "train": {"epochs": 15, "batch_size": 64, "optimizer": "sgd", "lr": 0.05,
                   "momentum": 0.9, "weight_decay": 5.0e-4},
         "schedules": ["cosine(warmup=0.05)"],
         "regimes": [{"name": "dp", "target_epsilon": 3.0, "delta": 1.0e-5}]})
-    run_dir = execute(config, out=tmp_path / "run", show_progress=False)
+    run_dir = run_in_folder(config, out=tmp_path / "run", show_progress=False)
     (record,) = json.loads((run_dir / "summary.json").read_text())
     assert record["status"] == "ok" and record["epsilon"] <= 3.0
     assert record["clean_acc"] >= 0.85

@@ -10,16 +10,16 @@ import json
 import pytest
 from helpers import tiny
 
-from robustlr import config as config_module
+from robustlr import experiment
 from robustlr.results import report
 from robustlr.results.report.poisoning import poisoning_section
-from robustlr.runs.folder import execute
+from robustlr.runs.folder import run_in_folder
 
 IMAGES = {"synthetic": {"num_examples": 400, "num_classes": 3, "shape": [1, 8, 8]}}
 
 
 def run(tmp_path, name, config):
-    run_dir = execute(config_module.from_mapping(config), out=tmp_path / name, show_progress=False)
+    run_dir = run_in_folder(experiment.from_mapping(config), out=tmp_path / name, show_progress=False)
     with (run_dir / "epochs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     return run_dir, json.loads((run_dir / "summary.json").read_text()), rows

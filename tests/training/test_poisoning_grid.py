@@ -12,14 +12,15 @@ import torch
 from helpers import tiny
 
 from robustlr import config as config_module
-from robustlr.runs.folder import execute
+from robustlr import experiment
+from robustlr.runs.folder import run_in_folder
 
 IMAGES = {"synthetic": {"num_examples": 400, "num_classes": 3, "shape": [1, 8, 8]}}
 
 
 def run(tmp_path, name, **overrides):
-    config = config_module.from_mapping(tiny(data=IMAGES, **overrides))
-    run_dir = execute(config, out=tmp_path / name, show_progress=False)
+    config = experiment.from_mapping(tiny(data=IMAGES, **overrides))
+    run_dir = run_in_folder(config, out=tmp_path / name, show_progress=False)
     with (run_dir / "epochs.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     return json.loads((run_dir / "summary.json").read_text()), rows
@@ -109,7 +110,7 @@ def test_the_none_scenario_is_plain_training(tmp_path):
 ])
 def test_bad_poison_and_filter_specs_are_config_errors(field, value, message):
     with pytest.raises(config_module.ConfigError, match=re.escape(message)):
-        config_module.from_mapping(tiny(**{field: [value]}))
+        experiment.from_mapping(tiny(**{field: [value]}))
 
 
 def test_the_trial_trains_on_the_examples_the_filter_kept(monkeypatch):
@@ -138,7 +139,7 @@ def test_the_trial_trains_on_the_examples_the_filter_kept(monkeypatch):
     monkeypatch.setattr(poison_stage, "_filter", spy_filter)
     monkeypatch.setattr(poison_stage, "filter_metrics", spy_metrics)
     monkeypatch.setattr(trial_module, "train_trial", spy_train)
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data=IMAGES, schedules=["constant"], train={"epochs": 1},
         poisoning=["badnets(rate=0.1, target=0, size=2)"], filter=["spectral"],
         filtering={"epochs": 1}))

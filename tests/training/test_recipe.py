@@ -12,8 +12,7 @@ import pytest
 import torch
 from helpers import record_lrs, tiny
 
-from robustlr import config as config_module
-from robustlr import data, schedules
+from robustlr import data, experiment, schedules
 from robustlr.attacks.pgd import pgd
 from robustlr.config import ConfigError
 from robustlr.grid import Trial
@@ -26,7 +25,7 @@ CNN_DATA = {"name": "synthetic", "val_fraction": 0.2, "test_fraction": 0.2,
 
 
 def run(monkeypatch=None, **overrides):
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     bundle = data.prepare(config.data, seed=0)
     captured = {}
     if monkeypatch is not None:
@@ -106,7 +105,7 @@ def test_pgd_robust_accuracy_under_bf16_is_within_one_point_of_fp32(monkeypatch)
     _, model = run(monkeypatch, model="cnn", schedules=["cosine"], train={"epochs": 2},
                    data={"synthetic": {"num_examples": 1500, "num_classes": 3, "shape": [1, 8, 8]}})
     model.eval()
-    x, y = data.prepare(config_module.from_mapping(tiny(data={"synthetic": {
+    x, y = data.prepare(experiment.from_mapping(tiny(data={"synthetic": {
         "num_examples": 1500, "num_classes": 3, "shape": [1, 8, 8]}})).data, seed=0).test
     accuracy = {}
     for precision in ("fp32", "bf16"):
@@ -133,7 +132,7 @@ def test_compile_trains_on_cpu_or_is_skipped_with_the_reason():
 def test_dp_refuses_what_it_would_silently_misaccount_in_one_line(field, value):
     with pytest.raises(ConfigError, match=rf"^config: train\.{field} cannot be used with the dp "
                                           r"regime \(.+\)$"):
-        config_module.from_mapping(tiny(regimes=["standard", "dp(noise_multiplier=1.0)"],
+        experiment.from_mapping(tiny(regimes=["standard", "dp(noise_multiplier=1.0)"],
                                         train={field: value}))
 
 

@@ -176,12 +176,11 @@ def _interrupt_after_checkpoint(monkeypatch, epoch: int) -> None:
     ("dp(noise_multiplier=0.8, clip_schedule='cosine')", "ok")])  # no cap: the noise history
 def test_a_dp_trial_resumed_from_its_checkpoint_spends_the_same_epsilon(tmp_path, monkeypatch,
                                                                           regime, status):
-    from robustlr import config as config_module
-    from robustlr import data
+    from robustlr import data, experiment
     from robustlr.grid import expand
     from robustlr.training.loop import train_trial
 
-    config = config_module.from_mapping(tiny(
+    config = experiment.from_mapping(tiny(
         data={"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 8, 8]}},
         model={"name": "cnn", "norm": "group", "width": 8, "hidden": 16},
         schedules=["cosine"], regimes=[regime],

@@ -7,15 +7,14 @@ import pytest
 import torch
 from helpers import record_lrs, tiny
 
-from robustlr import config as config_module
-from robustlr import data, models, optimizers, schedules
+from robustlr import data, experiment, models, optimizers, schedules
 from robustlr.grid import expand
 from robustlr.modes import evaluating, training
 from robustlr.training.loop import train_trial
 
 
 def prepared(**overrides):
-    config = config_module.from_mapping(tiny(**overrides))
+    config = experiment.from_mapping(tiny(**overrides))
     return config, data.prepare(config.data, seed=0)
 
 
