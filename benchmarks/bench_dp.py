@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from robustlr import models  # noqa: E402
 from robustlr.privacy import engine  # noqa: E402
-from robustlr.privacy.modules import fix_model  # noqa: E402
+from robustlr.privacy.grad_sample.modules import fix_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
 # name: (model spec, input shape, batch, steps per timing, target DP/plain time)

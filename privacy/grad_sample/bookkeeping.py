@@ -55,7 +55,7 @@ class _Tap(torch.autograd.Function):
 
 class BookKeepingModule(GradSampleModuleFastGradientClipping):
     """Opacus' fast-clipping module with forward hooks only; the loss wrapper of
-    :class:`~.grad_modes.BookKeepingLoss` calls :meth:`clip_backward` instead of running
+    :class:`~.bookkeeping_loss.BookKeepingLoss` calls :meth:`clip_backward` instead of running
     two backward passes."""
 
     NORM_SAMPLERS = {**GradSampleModuleFastGradientClipping.NORM_SAMPLERS,

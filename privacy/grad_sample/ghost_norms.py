@@ -193,3 +193,11 @@ def linear_norm_sample(layer: nn.Linear, activations: list[torch.Tensor],
 
 NORM_SAMPLERS = {nn.Linear: linear_norm_sample, nn.Conv1d: conv_norm_sample, nn.Conv2d: conv_norm_sample,
                  nn.GroupNorm: instantiated_norms}
+
+
+class MixedGhostModule(GradSampleModuleFastGradientClipping):
+    """``ghost_mixed``: Opacus' ghost clipping module (two backward passes) with
+    :data:`NORM_SAMPLERS` added to its norm-sampler table, so convolutions and GroupNorm get
+    their norms without instantiating their per-sample gradients (Opacus 1.6 does)."""
+
+    NORM_SAMPLERS = {**GradSampleModuleFastGradientClipping.NORM_SAMPLERS, **NORM_SAMPLERS}

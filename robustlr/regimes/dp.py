@@ -32,8 +32,8 @@ from robustlr.modes import generating_attack
 from robustlr.privacy import BudgetGuard, calibrate, epsilon
 from robustlr.privacy import engine as dp_engine
 from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
+from robustlr.privacy.grad_sample.modules import fix_model, hooks_disabled, unwrap
 from robustlr.privacy.ledger import Entry, Ledger
-from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
 from robustlr.regimes import dp_ledger
 from robustlr.regimes.adversarial import PGDTraining
 from robustlr.regimes.base import REGIMES, Plan, Regime, TrainingSetup
