@@ -57,6 +57,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from robustlr import models  # noqa: E402
 from robustlr.privacy import engine  # noqa: E402
+from robustlr.privacy.grad_sample import modes as grad_sample_modes  # noqa: E402
 from robustlr.privacy.grad_sample.modules import fix_model  # noqa: E402
 
 warnings.filterwarnings("ignore")
@@ -73,7 +74,8 @@ MODELS = {
     "relu_mnist_2048": ("user_models:relu_mnist", (1, 28, 28), 2048, 1, 1.5),
 }
 USER_MODELS = [name for name, row in MODELS.items() if ":" in row[0]]
-MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
+# the plain step, then every mode the modes' table marks benchmarked, in the table's order
+MODES = ("plain", *(name for name, row in grad_sample_modes.MODES.items() if row.benchmarked))
 SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (docs/facts.md): minutes per round on CPU
 MEMORY_TARGET = 1.5
 # large tensors in mappings of their own, so that freed memory leaves the resident set
