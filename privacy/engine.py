@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from opacus import PrivacyEngine
+from opacus.grad_sample import GradSampleModule
+from opacus.optimizers import DPOptimizer
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader
@@ -53,8 +55,8 @@ GRAD_SAMPLE_MODES = tuple(MODES)  # the names, in the table's order
 class PrivateTraining:
     """What the training loop uses instead of its plain counterparts."""
 
-    module: nn.Module  # Opacus GradSampleModule wrapping the model (shares its parameters)
-    optimizer: object  # opacus.optimizers.DPOptimizer (or its fast-clipping variant)
+    module: GradSampleModule  # wraps the model (shares its parameters)
+    optimizer: DPOptimizer  # or its fast-clipping variant
     data_loader: DataLoader  # Poisson-sampling loader when poisson_sampling=True
     criterion: Callable  # loss to call as criterion(logits, y); ghost-wrapped in ghost mode
     engine: PrivacyEngine

@@ -4,7 +4,8 @@ and ``benchmarks/bench_dp.py`` know about a mode, and the only place they learn 
 A mode either is one of Opacus' own (``module`` None: Opacus builds it) or brings its
 GradSampleModule class (:class:`GradSampleModuleFactory`) and, when its loss backward differs
 from Opacus' ghost clipping, its loss wrapper. Adding a mode is one row here and its test
-(tests/privacy/test_grad_sample_modes.py checks every row against Opacus' hooks step).
+(``tests/privacy/test_grad_sample_modes.py`` checks every row's fields against a real step;
+``tests/privacy/test_fast_clipping.py`` checks robustlr's modes against Opacus' hooks step).
 
 - ``hooks``, ``functorch``: per-sample gradients materialised (Opacus).
 - ``ew``: torch's ExpandedWeights, only for the layers torch implements it for.

@@ -24,6 +24,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
@@ -299,7 +300,8 @@ class DPRegime(Regime):
             return None
         if len(set(self.noise_history)) > 1 or min(self.noise_history) == 0:
             return None  # Opacus' GDP takes one constant noise only
-        hist = history(self.noise_history, self.run.sample_rate, accountant="gdp")
+        hist = history(np.asarray(self.noise_history, dtype=float), self.run.sample_rate,
+                       accountant="gdp")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=GDP_WARNING)
             return epsilon_of_history(hist, delta=self.run.delta, accountant="gdp")
@@ -357,10 +359,11 @@ def _average_views(model: torch.nn.Module, views: int) -> None:
 
     for parameter in model.parameters():
         grad_sample = getattr(parameter, "grad_sample", None)
+        # grad_sample is the attribute Opacus' hooks add to a parameter (unknown to torch's types)
         if isinstance(grad_sample, list):
-            parameter.grad_sample = [mean(g) for g in grad_sample]
+            parameter.grad_sample = [mean(g) for g in grad_sample]  # type: ignore[attr-defined]
         elif grad_sample is not None:
-            parameter.grad_sample = mean(grad_sample)
+            parameter.grad_sample = mean(grad_sample)  # type: ignore[attr-defined]
 
 
 def _rebuild(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:
