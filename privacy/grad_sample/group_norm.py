@@ -33,7 +33,7 @@ def group_norm_grad_sample(layer: nn.GroupNorm, activations: list[torch.Tensor],
     ``activations`` is [input] or [input, mean, rstd] (:func:`saved_statistics`)."""
     x, n = activations[0].to(backprops.dtype), backprops.shape[0]
     grads = backprops.reshape(n, layer.num_channels, -1)
-    samples = {}
+    samples: dict[torch.Tensor, torch.Tensor] = {}
     if layer.weight is not None and layer.weight.requires_grad:
         if len(activations) == 3:
             # sum (x - mean) * g over positions, then scale by rstd, constant per group: one
