@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+import _harness
 
-import numpy as np  # noqa: E402
+_harness.setup()  # before numpy/torch load their thread pools
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from robustlr.privacy import epsilon  # noqa: E402
+import numpy as np
+
+from robustlr.privacy import epsilon
 
 CASES = {"1k": (1000, 0.05), "10k": (10_000, 0.01)}  # steps, sample rate
 DELTA = 1e-5

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 
+import _harness
 import torch
 
 from robustlr import data, experiment
@@ -51,10 +51,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in regimes}
     order = list(regimes)
     for repeat in range(args.repeats):
-        shift = repeat % len(order)
-        for name in order[shift:] + order[:shift]:
+        for name in _harness.rotated(order, repeat):
             times[name].append(epoch_seconds(name))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = _harness.medians(times)
     targets = {"pgd": args.steps + 1, "fgsm_rs": 2.1}
     ratios = {name: medians[name] / medians["clean"] for name in targets}
     result = {"steps": args.steps, "epochs": args.epochs, "repeats": args.repeats,

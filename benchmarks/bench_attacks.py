@@ -14,26 +14,22 @@ Usage: ``python benchmarks/bench_attacks.py [--repeats 3] [--no-resnet] [--out b
 
 from __future__ import annotations
 
-import os
+import _harness
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy/torch load their thread pools
+_harness.setup(force=True)  # before numpy/torch load their thread pools
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import numpy as np
+import torch
+from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from robustlr.attacks import pgd  # noqa: E402
-from robustlr.attacks.art_adapters import art_classifier  # noqa: E402
+from robustlr.attacks import pgd
+from robustlr.attacks.art_adapters import art_classifier
 
 EPS, STEP = 8 / 255, 2 / 255
 
@@ -90,11 +86,11 @@ def measure(name: str, model: nn.Module, batch: int, steps: int, repeats: int) -
     times: dict[str, list[float]] = {n: [] for n in names}
     table["floor"]()  # warm-up; first-call costs of the others fall in one sample of the median
     for r in range(repeats):
-        for n in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+        for n in _harness.rotated(names, r):
             start = time.perf_counter()
             table[n]()
             times[n].append(time.perf_counter() - start)
-    median = {n: statistics.median(t) for n, t in times.items()}
+    median = _harness.medians(times)
     row = {"model": name, "batch": batch, "steps": steps, "repeats": repeats,
            "seconds": median, "ours_over_floor": median["ours"] / median["floor"],
            "art_over_ours": median["art"] / median["ours"]}

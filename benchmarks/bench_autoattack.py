@@ -13,24 +13,20 @@ Usage: ``python benchmarks/bench_autoattack.py [--examples 32] [--repeats 2] [--
 
 from __future__ import annotations
 
-import os
+import _harness
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy/torch load their thread pools
+_harness.setup(force=True)  # before numpy/torch load their thread pools
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from robustlr import data, models  # noqa: E402
-from robustlr.attacks import AutoAttack, cascade, expand_stages  # noqa: E402
+from robustlr import data, models
+from robustlr.attacks import AutoAttack, cascade, expand_stages
 
 
 def digits_cnn(epochs: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -87,8 +83,8 @@ def main() -> None:
             methods[name]()
             timings[name].append(time.perf_counter() - started)
             cpu[name].append(time.process_time() - cpu_started)
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
+    medians = _harness.medians(timings)
+    cpu_medians = _harness.medians(cpu)
     result = {"examples": len(y), "eps": args.eps, "clean_acc": cascade(model, x, y, []).clean_acc,
               "robust_acc": accuracy, "seconds": timings,
               "ratio_robustlr_over_pyautoattack": medians["robustlr"] / medians["pyautoattack"],

@@ -12,23 +12,19 @@ Usage: ``python benchmarks/bench_certify.py [--examples 10] [--n 2000] [--n0 20]
 
 from __future__ import annotations
 
-import os
+import _harness
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = "1"  # before numpy/torch load their thread pools
+_harness.setup(force=True)  # before numpy/torch load their thread pools
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import time
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from robustlr import data, models  # noqa: E402
-from robustlr.attacks.certify import certify  # noqa: E402
+from robustlr import data, models
+from robustlr.attacks.certify import certify
 
 SIGMA = 0.25
 
@@ -71,8 +67,8 @@ def main() -> None:
             methods[name]()
             timings[name].append(time.perf_counter() - started)
             cpu[name].append(time.process_time() - cpu_started)
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    cpu_medians = {name: statistics.median(values) for name, values in cpu.items()}
+    medians = _harness.medians(timings)
+    cpu_medians = _harness.medians(cpu)
     result = {"examples": len(x), "n": args.n, "n0": args.n0, "batch_size": args.batch_size,
               "seconds": timings, "ratio_certify_over_floor": medians["certify"] / medians["floor"],
               "seconds_per_example_per_10000_samples":

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import _harness
 import torch
 
 from robustlr import data, experiment
@@ -73,7 +73,7 @@ def main() -> None:
             run()
         order = list(runners)
         for repeat in range(args.repeats):
-            for name in order[repeat % 2:] + order[:repeat % 2]:
+            for name in _harness.rotated(order, repeat):
                 started = time.perf_counter()
                 summary = runners[name]()
                 times[name].append(time.perf_counter() - started)
@@ -82,7 +82,7 @@ def main() -> None:
             blocking, durable = _one_write(plain, bundle, trial, Path(folder) / "writes")
             times["write"].append(blocking)
             times["durable"].append(durable)
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = _harness.medians(times)
     result = {"epochs": args.epochs, "repeats": args.repeats, "seconds": medians,
               "trial_ratio_checkpointed_over_plain": medians["checkpointed"] / medians["plain"],
               "write_share_of_epoch": medians["write"] / medians["epoch"], "target": 0.03}

@@ -41,23 +41,23 @@ import copy
 import ctypes
 import gc
 import os
-import statistics
 import subprocess
 import sys
 import time
 import warnings
 
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+import _harness
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+_harness.setup()  # before numpy/torch load their thread pools
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from robustlr import models  # noqa: E402
-from robustlr.privacy import engine  # noqa: E402
-from robustlr.privacy.modules import fix_model  # noqa: E402
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from robustlr import models
+from robustlr.privacy import engine
+from robustlr.privacy.grad_sample import modes as grad_sample_modes
+from robustlr.privacy.grad_sample.modules import fix_model
 
 warnings.filterwarnings("ignore")
 # name: (model spec, input shape, batch, steps per timing, target DP/plain time)
@@ -73,7 +73,8 @@ MODELS = {
     "relu_mnist_2048": ("user_models:relu_mnist", (1, 28, 28), 2048, 1, 1.5),
 }
 USER_MODELS = [name for name, row in MODELS.items() if ":" in row[0]]
-MODES = ("plain", "hooks", "ghost", "ghost_mixed", "ghost_bk")
+# the plain step, then every mode the modes' table marks benchmarked, in the table's order
+MODES = ("plain", *(name for name, row in grad_sample_modes.MODES.items() if row.benchmarked))
 SLOW_ON_RESNETS = ("hooks",)  # 12-15x a plain step (docs/facts.md): minutes per round on CPU
 MEMORY_TARGET = 1.5
 # large tensors in mappings of their own, so that freed memory leaves the resident set
@@ -157,14 +158,14 @@ def time_modes(name: str, modes, rounds: int) -> tuple[dict[str, float], dict[st
         fns[mode]()  # warm-up
     order = list(fns)
     for r in range(rounds):
-        for mode in order[r % len(order):] + order[:r % len(order)]:  # rotate the order
+        for mode in _harness.rotated(order, r):
             start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 fns[mode]()
             times[mode].append((time.perf_counter() - start) / steps)
             cpu[mode].append((time.process_time() - start_cpu) / steps)
-    return ({m: statistics.median(t) for m, t in times.items()},
-            {m: statistics.median(t) for m, t in cpu.items()})
+    return (_harness.medians(times),
+            _harness.medians(cpu))
 
 
 def report(name: str, modes, rounds: int) -> None:

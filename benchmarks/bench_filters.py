@@ -16,20 +16,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # BLAS pools too, before numpy/torch load
+import _harness
+
+_harness.setup()  # before numpy/torch load their thread pools
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from torch import nn
 
-from robustlr.attacks.filters import FILTERS, FilterInputs  # noqa: E402
-from robustlr.attacks.filters.representations import penultimate  # noqa: E402
+from robustlr.attacks.filters import FILTERS, FilterInputs
+from robustlr.attacks.filters.representations import penultimate
 
 VARIANTS = ("spectral", "art_spectral", "activation_clustering", "art_activation")
 
@@ -74,14 +74,14 @@ def timings(n: int, rounds: int) -> dict[str, float]:
     times: dict[str, list[float]] = {name: [] for name in ("floor",) + VARIANTS}
     for r in range(rounds):
         order = ("floor",) + VARIANTS
-        for name in order[r % len(order):] + order[:r % len(order)]:  # rotate the order
+        for name in _harness.rotated(order, r):
             start = time.perf_counter()
             if name == "floor":
                 penultimate(model, x)
             else:
                 run_filter(name, features, labels)
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return _harness.medians(times)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _harness
 import torch
 
 from robustlr import data as data_module
@@ -152,8 +153,7 @@ def measure(args, model: str, device: torch.device) -> dict[str, Any]:
     results: dict[str, list] = {name: [] for name in runners}
     order = list(runners)
     for repeat in range(args.repeats):
-        shift = repeat % len(order)
-        for name in order[shift:] + order[:shift]:
+        for name in _harness.rotated(order, repeat):
             results[name].append(runners[name]())
     m = {name: _median(runs) for name, runs in results.items()}
     return {

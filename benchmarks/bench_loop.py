@@ -20,10 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from collections.abc import Callable
 
+import _harness
 import torch
 from torch.nn import functional as F  # noqa: N812
 from torch.utils.data import DataLoader, Dataset
@@ -136,11 +136,11 @@ def measure(runners: dict[str, Callable[[], object]], repeats: int) -> dict[str,
     times: dict[str, list[float]] = {name: [] for name in runners}
     order = list(runners)
     for repeat in range(repeats):
-        for name in order[repeat % 2:] + order[:repeat % 2]:
+        for name in _harness.rotated(order, repeat):
             started = time.perf_counter()
             runners[name]()
             times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return _harness.medians(times)
 
 
 def main() -> None:

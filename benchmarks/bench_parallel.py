@@ -23,15 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+import _harness
 
-import torch  # noqa: E402
+_harness.setup()  # before numpy/torch load their thread pools
 
-from robustlr import experiment  # noqa: E402
-from robustlr.results.store import Store  # noqa: E402
-from robustlr.runs.grid_runner import run_grid  # noqa: E402
-from robustlr.runs.progress import Progress  # noqa: E402
+import torch
+
+from robustlr import experiment
+from robustlr.results.store import Store
+from robustlr.runs.grid_runner import run_grid
+from robustlr.runs.progress import Progress
 
 SCHEDULES = ["constant", "cosine", "linear", "step(milestones=[0.5], gamma=0.1)"]
 

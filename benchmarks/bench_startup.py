@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
+
+import _harness
 
 COMMANDS = {
     "python -c pass": [sys.executable, "-c", "pass"],
@@ -38,9 +39,9 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in COMMANDS}
     names = list(COMMANDS)
     for run in range(args.runs):
-        for name in names[run % len(names):] + names[:run % len(names)]:
+        for name in _harness.rotated(names, run):
             times[name].append(_seconds(COMMANDS[name]))
-    medians = {name: statistics.median(values) for name, values in times.items()}
+    medians = _harness.medians(times)
     floor = medians["python -c pass"]
     imports_torch = subprocess.run(TORCH_FREE, check=True, capture_output=True, text=True).stdout.strip()
     result = {"median_seconds": medians,

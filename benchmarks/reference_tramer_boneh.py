@@ -31,14 +31,15 @@ import os
 import time
 import warnings
 
-for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(var, "1")
+import _harness
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from opacus import PrivacyEngine  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+_harness.setup()  # before numpy/torch load their thread pools
+
+import numpy as np
+import torch
+from opacus import PrivacyEngine
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 warnings.filterwarnings("ignore")
 

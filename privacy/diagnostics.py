@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 
 from .engine import PrivateTraining
+from .grad_sample.modes import MODES
 
 
 def per_sample_norms(private: PrivateTraining) -> torch.Tensor:
     """The L2 norm of each example's whole gradient, before clipping."""
-    if "ghost" in private.mode:
-        # the ghost modes never materialise every per-sample gradient; the norms they clip by
-        # are what their module computed in the backward pass
+    if MODES[private.mode].fast_clipping:
+        # fast-clipping modes never materialise every per-sample gradient; the norms they clip
+        # by are what their module computed in the backward pass
         return private.module.per_sample_gradient_norms.detach()
     samples = private.optimizer.grad_samples
     per_param = [g.reshape(len(g), -1).norm(2, dim=1) for g in samples]

@@ -11,9 +11,9 @@ Training loop contract
 - Loss: compute it with ``private.criterion(logits, y)`` and call ``loss.backward()``.
   In the ghost modes the criterion returns Opacus' ``DPTensorFastGradientClipping``:
   ``ghost`` (Opacus; Li et al. 2022, arXiv:2110.05679) and ``ghost_mixed`` (the same with
-  mixed ghost norms for convolutions and GroupNorm, :mod:`.ghost_norms`) run two backward
+  mixed ghost norms for convolutions and GroupNorm, :mod:`.grad_sample.ghost_norms`) run two backward
   passes (per-sample norms, then the clipped sum); ``ghost_bk`` (book-keeping,
-  :mod:`.bookkeeping`) runs one. A loss computed with plain ``F.cross_entropy`` in a ghost
+  :mod:`.grad_sample.bookkeeping`) runs one. A loss computed with plain ``F.cross_entropy`` in a ghost
   mode gives unclipped gradients: never do that. Scaling and adding losses
   (``w * loss + other``) is supported by the wrappers.
 - Under ``ghost_bk`` a trainable layer's output is a view that must not be modified in
@@ -25,7 +25,7 @@ Training loop contract
   noise schedules and the budget guard on real steps only.
 - Per-step schedules: :func:`set_noise_multiplier` / :func:`set_max_grad_norm` before the
   real step they apply to.
-- Attacks on the model: inside :func:`privacy.modules.hooks_disabled`.
+- Attacks on the model: inside :func:`privacy.grad_sample.modules.hooks_disabled`.
 """
 
 from __future__ import annotations
@@ -36,24 +36,27 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from opacus import PrivacyEngine
+from opacus.grad_sample import GradSampleModule
+from opacus.optimizers import DPOptimizer
 from opacus.utils.batch_memory_manager import BatchMemoryManager
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .grad_modes import Engine
-from .modules import fix_model, hooks_disabled, unwrap  # noqa: F401 (re-exported)
-from .support import check_grad_sample_mode  # noqa: F401 (re-exported)
+from .grad_sample.modes import DEFAULT_MODE, MODES
+from .grad_sample.modes import mode as mode_row
+from .grad_sample.modules import fix_model, hooks_disabled, unwrap  # noqa: F401 (re-exported)
+from .grad_sample.opacus_engine import Engine
+from .grad_sample.support import check_grad_sample_mode  # noqa: F401 (re-exported)
 
-GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew", "ghost_mixed", "ghost_bk")
-DEFAULT_MODE = "ghost_bk"  # fastest in benchmarks/bench_dp.py on every model measured
+GRAD_SAMPLE_MODES = tuple(MODES)  # the names, in the table's order
 
 
 @dataclass
 class PrivateTraining:
     """What the training loop uses instead of its plain counterparts."""
 
-    module: nn.Module  # Opacus GradSampleModule wrapping the model (shares its parameters)
-    optimizer: object  # opacus.optimizers.DPOptimizer (or its fast-clipping variant)
+    module: GradSampleModule  # wraps the model (shares its parameters)
+    optimizer: DPOptimizer  # or its fast-clipping variant
     data_loader: DataLoader  # Poisson-sampling loader when poisson_sampling=True
     criterion: Callable  # loss to call as criterion(logits, y); ghost-wrapped in ghost mode
     engine: PrivacyEngine
@@ -70,9 +73,7 @@ def make_private(*, module: nn.Module, optimizer, data_loader: DataLoader,
     pass :func:`fix_model` first. ``poisson_sampling=False`` keeps the loader as is
     (fixed batches): fine for tests, but the accounting then only approximates.
     """
-    if grad_sample_mode not in GRAD_SAMPLE_MODES:
-        raise ValueError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}, "
-                         f"got {grad_sample_mode!r}")
+    row = mode_row(grad_sample_mode)
     if noise_multiplier < 0 or max_grad_norm <= 0:
         raise ValueError("noise_multiplier must be >= 0 and max_grad_norm > 0, got "
                          f"{noise_multiplier!r}, {max_grad_norm!r}")
@@ -85,7 +86,7 @@ def make_private(*, module: nn.Module, optimizer, data_loader: DataLoader,
         noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm,
         poisson_sampling=poisson_sampling, grad_sample_mode=grad_sample_mode,
         noise_generator=noise_generator)
-    if "ghost" in grad_sample_mode:  # Opacus' rule: ghost modes also return a criterion
+    if row.returns_criterion:
         wrapped, dp_optimizer, dp_criterion, loader = out
         dp_optimizer.robustlr_ghost_module = wrapped  # set_max_grad_norm must reach it
     else:

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .accounting import BOUNDS, History, epsilon, epsilon_of_history, history
+from .accounting.accountants import BOUNDS, History, epsilon, epsilon_of_history, history
 from .ledger import Entry
 
 

@@ -324,11 +324,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise SpecError(f"{where} must be a word or string, got {value!r}")
         return value
     if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            value = (value,)
-        args = typing.get_args(hint)
-        element = args[0] if args else None
-        return tuple(_coerce(v, element, where) for v in value)
+        items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        elements = typing.get_args(hint)
+        element = elements[0] if elements else None
+        return tuple(_coerce(v, element, where) for v in items)
     return value
 
 

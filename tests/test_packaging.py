@@ -45,7 +45,7 @@ def test_the_wheel_installs_only_the_robustlr_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert tops == {"robustlr"}
-    assert "robustlr/attacks/pgd.py" in names and "robustlr/privacy/accounting.py" in names
+    assert "robustlr/attacks/pgd.py" in names and "robustlr/privacy/accounting/accountants.py" in names
     assert "robustlr/configs/default.yaml" in names
 
 

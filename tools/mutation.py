@@ -46,7 +46,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "pgd": (["attacks/_common.py", "attacks/pgd.py", "attacks/fgsm.py"],
             ["tests/attacks/test_attacks_pgd*.py", "tests/attacks/test_properties.py"]),
     "cascade": (["attacks/cascade.py"], ["tests/attacks/test_attacks_cascade.py"]),
-    "privacy": (["privacy/accounting.py", "privacy/guard.py"],
+    "privacy": (["privacy/accounting/accountants.py", "privacy/accounting/guard.py"],
                 ["tests/privacy/test_privacy_accounting.py", "tests/privacy/test_*guard*.py",
                  "tests/privacy/test_*properties*.py"]),
     "clock": (["robustlr/training/loop.py", "robustlr/training/setup.py"],

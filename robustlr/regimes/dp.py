@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
@@ -32,8 +34,8 @@ from robustlr.modes import generating_attack
 from robustlr.privacy import BudgetGuard, calibrate, epsilon
 from robustlr.privacy import engine as dp_engine
 from robustlr.privacy.accounting import GDP_WARNING, epsilon_of_history, history
+from robustlr.privacy.grad_sample.modules import fix_model, hooks_disabled, unwrap
 from robustlr.privacy.ledger import Entry, Ledger
-from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
 from robustlr.regimes import dp_ledger
 from robustlr.regimes.adversarial import PGDTraining
 from robustlr.regimes.base import REGIMES, Plan, Regime, TrainingSetup
@@ -85,6 +87,19 @@ class _DeviceBatches:
                 yield x.to(self.device), y.to(self.device)
 
 
+@dataclass(frozen=True, kw_only=True)
+class PreparedRun:
+    """What :meth:`DPRegime.prepare` fixes for the whole run."""
+
+    private: dp_engine.PrivateTraining
+    fixes: list[str]  # what fix_model changed (BatchNorm -> GroupNorm, ...)
+    n: int  # the set DP-SGD samples from (under scope=after_filter: the filtered set)
+    delta: float  # DP-SGD's share of the trial's delta
+    sample_rate: float
+    training_cap: float | None  # what the cap on the total leaves DP-SGD
+    base_noise: float  # given, or calibrated for the whole planned run
+
+
 class DPRegime(Regime):
     name = "dp"
     loss_kind = "private"
@@ -98,10 +113,25 @@ class DPRegime(Regime):
                                       step_size=None, norm="linf", ramp=None)
                           if settings.adversarial_eps > 0 else None)
         self.views = settings.augmult
-        self.exhausted = False
-        self.guard: BudgetGuard | None = None
-        self.noise_history: list[float] = []  # per real step, for accounting without a cap
+        self.prepared: PreparedRun | None = None  # set once by prepare
         self.prior = Ledger()  # the trial's entries before DP-SGD (see prepare)
+        self.guard: BudgetGuard | None = None
+        # per real step: the noise and clipping of the next one, and the history so far
+        self.sigma = 0.0
+        self.clip = settings.max_grad_norm
+        self.steps_taken = 0
+        self.noise_history: list[float] = []  # for accounting without a cap
+        self.exhausted = False
+
+    @property
+    def run(self) -> PreparedRun:
+        if self.prepared is None:
+            raise RuntimeError("regime 'dp' is used before prepare()")
+        return self.prepared
+
+    @property
+    def fixes(self) -> list[str]:
+        return self.run.fixes
 
     # -- set-up ------------------------------------------------------------------------
     def check_plan(self, plan: Plan) -> None:
@@ -118,20 +148,57 @@ class DPRegime(Regime):
 
     def prepare(self, setup: TrainingSetup) -> TrainingSetup:
         s = self.settings
-        model, self.fixes = fix_model(setup.model)
+        model, fixes = fix_model(setup.model)
         optimizer = setup.optimizer if model is setup.model else _rebuild(setup.optimizer, model)
-        x, y = setup.train_data
         # N is the set DP-SGD samples from: under scope=after_filter the filtered set, whose
         # size gives the sample rate and the default delta the guarantee is stated with
-        self.n = len(y)
+        n = len(setup.train_data[1])
         try:
             self.prior = dp_ledger.scoped(setup.ledger, s.scope)
-            share = check_fits_data(s, dataset_size=self.n, batch_size=setup.batch_size,
+            share = check_fits_data(s, dataset_size=n, batch_size=setup.batch_size,
                                     prior=self.prior)
         except ValueError as error:
             raise ValueError(f"regime 'dp': {error}") from None
-        self.delta = share.delta  # DP-SGD's share of the trial's delta
-        world = setup.world
+        private = self._make_private(setup, model, optimizer)
+        # a batch as large as the data set is full-batch DP-SGD: sample rate 1, as check_fits_data
+        sample_rate = min(setup.batch_size / n, 1.0)
+        total = setup.epochs * len(private.data_loader)
+        if share.cap is not None:
+            self.guard = BudgetGuard(max_epsilon=share.cap, delta=share.delta,
+                                     sample_rate=sample_rate, accountant=s.bound_accountant)
+        base_noise = s.noise_multiplier
+        if base_noise is None:
+            # land just under what the guard certifies (the cap less the accountant's error
+            # margin), so the whole planned run is certified in one accountant call
+            assert self.guard is not None and share.cap is not None
+            assert share.target is not None
+            target = min(share.target, share.cap - self.guard.margin)
+            base_noise = calibrate(target_epsilon=target, sample_rate=sample_rate,
+                                   steps=total, delta=share.delta,
+                                   accountant=s.bound_accountant,
+                                   noise_profile=self.noise_profile)
+        self.prepared = PreparedRun(private=private, fixes=fixes, n=n, delta=share.delta,
+                                    sample_rate=sample_rate, training_cap=share.cap,
+                                    base_noise=base_noise)
+        if self.guard is not None:
+            self.guard.plan_steps([self._noise(i / total) for i in range(total)])
+        self.sigma, self.clip = base_noise, s.max_grad_norm
+        self.steps_taken = 0
+        loader = _DeviceBatches(private.data_loader, setup.device, private.optimizer,
+                                s.physical_batch_size)
+        return TrainingSetup(model=private.module, optimizer=private.optimizer, loader=loader,
+                             total_steps=total, epochs=setup.epochs, dataset_size=n,
+                             batch_size=setup.batch_size, device=setup.device,
+                             generator=setup.generator, train_data=setup.train_data,
+                             world=setup.world, ledger=setup.ledger)
+
+    def _make_private(self, setup: TrainingSetup, model: torch.nn.Module,
+                      optimizer: torch.optim.Optimizer) -> dp_engine.PrivateTraining:
+        """Opacus' objects over the fixed model, the loader one process or one rank of many
+        samples from; the attack of PGD-AT under DP prepared beside them."""
+        s, world = self.settings, setup.world
+        x, y = setup.train_data
+        loader: DataLoader
         if world.distributed:  # Opacus sees DP-DDP and builds its distributed optimizer
             model = DPDDP(model)
             loader = distributed.private_loader(x.cpu(), y.cpu(), batch_size=setup.batch_size,
@@ -151,39 +218,10 @@ class DPRegime(Regime):
             private.module.forbid_grad_accumulation()  # what make_private does for Poisson
         if self.adversary is not None:
             self.adversary.prepare(setup)
-        self.private = private
-        # a batch as large as the data set is full-batch DP-SGD: sample rate 1, as check_fits_data
-        self.sample_rate = min(setup.batch_size / self.n, 1.0)
-        total = setup.epochs * len(private.data_loader)
-        self.training_cap = share.cap  # what the cap on the total leaves DP-SGD
-        if self.training_cap is not None:
-            self.guard = BudgetGuard(max_epsilon=self.training_cap, delta=self.delta,
-                                     sample_rate=self.sample_rate, accountant=s.bound_accountant)
-        self.base_noise = s.noise_multiplier
-        if self.base_noise is None:
-            # land just under what the guard certifies (the cap less the accountant's error
-            # margin), so the whole planned run is certified in one accountant call
-            assert self.guard is not None and self.training_cap is not None
-            assert share.target is not None
-            target = min(share.target, self.training_cap - self.guard.margin)
-            self.base_noise = calibrate(target_epsilon=target, sample_rate=self.sample_rate,
-                                        steps=total, delta=self.delta,
-                                        accountant=s.bound_accountant,
-                                        noise_profile=self.noise_profile)
-        if self.guard is not None:
-            self.guard.plan_steps([self._noise(i / total) for i in range(total)])
-        self.sigma, self.clip = self.base_noise, s.max_grad_norm
-        self.steps_taken = 0
-        loader = _DeviceBatches(private.data_loader, setup.device, private.optimizer,
-                                s.physical_batch_size)
-        return TrainingSetup(model=private.module, optimizer=private.optimizer, loader=loader,
-                             total_steps=total, epochs=setup.epochs, dataset_size=self.n,
-                             batch_size=setup.batch_size, device=setup.device,
-                             generator=setup.generator, train_data=setup.train_data,
-                             world=setup.world, ledger=setup.ledger)
+        return private
 
     def _noise(self, progress: float) -> float:
-        return self.base_noise * self.noise_profile(progress)
+        return self.run.base_noise * self.noise_profile(progress)
 
     # -- per step ------------------------------------------------------------------------
     def before_step(self, *, progress: float) -> None:
@@ -192,8 +230,8 @@ class DPRegime(Regime):
         if self.guard is not None and not self.guard.allows(self.sigma):
             self.exhausted = True
             return
-        dp_engine.set_noise_multiplier(self.private.optimizer, self.sigma)
-        dp_engine.set_max_grad_norm(self.private.optimizer, self.clip)
+        dp_engine.set_noise_multiplier(self.run.private.optimizer, self.sigma)
+        dp_engine.set_max_grad_norm(self.run.private.optimizer, self.clip)
 
     def losses(self, model, x, y, *, progress):
         if self.adversary is not None:
@@ -203,11 +241,11 @@ class DPRegime(Regime):
                 x = self.adversary.perturb(model, x, y, self.adversary.eps_at(progress))
         with quiet_hooks():
             logits = model(x)
-        return {"loss": _QuietLoss(self.private.criterion(logits, y)), "logits": logits}
+        return {"loss": _QuietLoss(self.run.private.criterion(logits, y)), "logits": logits}
 
     def step(self, optimizer) -> bool:
         if self.views > 1:
-            _average_views(self.private.module, self.views)
+            _average_views(self.run.private.module, self.views)
         with quiet_hooks():
             optimizer.step()
         if dp_engine.step_was_skipped(optimizer):
@@ -237,8 +275,8 @@ class DPRegime(Regime):
             self.guard.load_state_dict(state["guard"])
         if self.adversary is not None:
             self.adversary.load_state_dict(state["adversary"])
-        dp_engine.set_noise_multiplier(self.private.optimizer, self.sigma)
-        dp_engine.set_max_grad_norm(self.private.optimizer, self.clip)
+        dp_engine.set_noise_multiplier(self.run.private.optimizer, self.sigma)
+        dp_engine.set_max_grad_norm(self.run.private.optimizer, self.clip)
 
     # -- reporting -----------------------------------------------------------------------
     def spent(self) -> float:
@@ -251,8 +289,8 @@ class DPRegime(Regime):
             return 0.0
         if min(self.noise_history) == 0:
             return math.inf  # no noise, no privacy (the equivalence check with standard SGD)
-        return epsilon(sample_rate=self.sample_rate, noise_multiplier=self.noise_history,
-                       steps=len(self.noise_history), delta=self.delta,
+        return epsilon(sample_rate=self.run.sample_rate, noise_multiplier=self.noise_history,
+                       steps=len(self.noise_history), delta=self.run.delta,
                        accountant=self.settings.bound_accountant)
 
     def gdp_estimate(self) -> float | None:
@@ -262,21 +300,22 @@ class DPRegime(Regime):
             return None
         if len(set(self.noise_history)) > 1 or min(self.noise_history) == 0:
             return None  # Opacus' GDP takes one constant noise only
-        hist = history(self.noise_history, self.sample_rate, accountant="gdp")
+        hist = history(np.asarray(self.noise_history, dtype=float), self.run.sample_rate,
+                       accountant="gdp")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=GDP_WARNING)
-            return epsilon_of_history(hist, delta=self.delta, accountant="gdp")
+            return epsilon_of_history(hist, delta=self.run.delta, accountant="gdp")
 
     def ledger(self) -> tuple[Ledger, Entry]:
         """The trial's ledger so far (the entries before training, then DP-SGD's) and
         DP-SGD's entry."""
-        s = self.settings
-        noise = dp_ledger.noise_record(self.noise_history, self.base_noise, s.noise_schedule)
-        training = dp_ledger.dp_sgd_entry(spent=self.spent(), delta=self.delta, poisson=s.poisson,
+        s, run = self.settings, self.run
+        noise = dp_ledger.noise_record(self.noise_history, run.base_noise, s.noise_schedule)
+        training = dp_ledger.dp_sgd_entry(spent=self.spent(), delta=run.delta, poisson=s.poisson,
                                           detail={
-            "sample_rate": self.sample_rate, "steps": self.steps_taken, "noise": noise,
+            "sample_rate": run.sample_rate, "steps": self.steps_taken, "noise": noise,
             "max_grad_norm": s.max_grad_norm, "accountant": s.bound_accountant,
-            "dataset_size": self.n, "poisson": s.poisson, "cap": self.training_cap})
+            "dataset_size": run.n, "poisson": s.poisson, "cap": run.training_cap})
         return self.prior.add(training), training
 
     def epoch_metrics(self) -> dict[str, float]:
@@ -292,7 +331,7 @@ class DPRegime(Regime):
         ledger, training = self.ledger()
         return {**dp_ledger.summary_fields(ledger, training),
                 "accountant": s.bound_accountant, "epsilon_gdp": self.gdp_estimate(),
-                "noise_multiplier": self.base_noise, "sample_rate": self.sample_rate,
+                "noise_multiplier": self.run.base_noise, "sample_rate": self.run.sample_rate,
                 "dp_steps": self.steps_taken, "max_grad_norm": s.max_grad_norm,
                 "target_epsilon": s.target_epsilon, "max_epsilon": s.cap,
                 "budget_exhausted": self.exhausted, "grad_sample_mode": s.grad_sample_mode,
@@ -320,10 +359,11 @@ def _average_views(model: torch.nn.Module, views: int) -> None:
 
     for parameter in model.parameters():
         grad_sample = getattr(parameter, "grad_sample", None)
+        # grad_sample is the attribute Opacus' hooks add to a parameter (unknown to torch's types)
         if isinstance(grad_sample, list):
-            parameter.grad_sample = [mean(g) for g in grad_sample]
+            parameter.grad_sample = [mean(g) for g in grad_sample]  # type: ignore[attr-defined]
         elif grad_sample is not None:
-            parameter.grad_sample = mean(grad_sample)
+            parameter.grad_sample = mean(grad_sample)  # type: ignore[attr-defined]
 
 
 def _rebuild(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> torch.optim.Optimizer:

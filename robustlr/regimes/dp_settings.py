@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from robustlr import schedules
 from robustlr.privacy import ACCOUNTANTS, epsilon
 from robustlr.privacy import engine as dp_engine
+from robustlr.privacy.grad_sample.modes import MODES
 from robustlr.privacy.ledger import Ledger
 from robustlr.regimes.base import REGIMES
 
-AUGMULT_MODES = ("hooks", "functorch")
-"""Modes that materialize per-sample gradients, which augmentation multiplicity averages."""
+AUGMULT_MODES = tuple(name for name, row in MODES.items() if row.augmult)
+"""Modes that materialize per-sample gradients, which augmentation multiplicity averages
+(``("hooks", "functorch")``, from the modes' table)."""
 SCOPES = ("training_data", "after_filter")
 """What the trial's epsilon covers: every training example (a poison filter is then refused),
 or only the examples a poison filter kept (the filter's own pass over all of them is not

@@ -1,5 +1,5 @@
 """The one-run canary audit of a DP trial (``evaluation.privacy_audit``; Steinke, Nasr &
-Jagielski 2023, see :mod:`robustlr.privacy.audit_one_run`).
+Jagielski 2023, see :mod:`robustlr.privacy.audit.one_run`).
 
 Before training, ``canaries`` examples are drawn from the training split with the trial's
 seed, given a random wrong label, and each is kept in the training set with probability 1/2
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from robustlr.data import DataBundle
-from robustlr.privacy import audit_one_run
+from robustlr.privacy.audit import one_run as audit_one_run
 from robustlr.spec import parse
 from robustlr.training.probes.base import Probe
 

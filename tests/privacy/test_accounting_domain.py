@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from robustlr.privacy import BudgetGuard, calibrate, composition, epsilon
+from robustlr.privacy import BudgetGuard, calibrate, epsilon
+from robustlr.privacy.accounting import composition
 
 dpa = pytest.importorskip("dp_accounting")
 pld = pytest.importorskip("dp_accounting.pld.privacy_loss_distribution")

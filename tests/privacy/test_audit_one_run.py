@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustlr.privacy.audit_one_run import (
+from robustlr.privacy.audit.one_run import (
     GUESS_FRACTIONS,
     audit,
     epsilon_lower_bound,

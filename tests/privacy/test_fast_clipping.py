@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from robustlr import models
 from robustlr.privacy import engine
-from robustlr.privacy.modules import fix_model
+from robustlr.privacy.grad_sample.modules import fix_model
 
 FAST_MODES = ("ghost_mixed", "ghost_bk")
 # ResNets take ~12 s a case (hooks mode instantiates 11M parameters per example): slow;

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from opacus.grad_sample import GradSampleModule
 from torch import nn
 
-from robustlr.privacy import ghost_norms, group_norm, pixel_gram
+from robustlr.privacy.grad_sample import ghost_norms, group_norm, pixel_gram
 
 RTOL = 1e-5
 

@@ -12,8 +12,8 @@ import pytest
 
 from robustlr.privacy import BudgetGuard, epsilon
 from robustlr.privacy.accounting import MAX_LEVELS
-from robustlr.privacy.composition import EPS_ERROR
-from robustlr.privacy.guard import MAX_PLAN_FIRST
+from robustlr.privacy.accounting.composition import EPS_ERROR
+from robustlr.privacy.accounting.guard import MAX_PLAN_FIRST
 
 DELTA = 1e-5
 FRESH = {"steps": [], "plan": [], "certified": 0, "used": 0, "near_cap": False}

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustlr.privacy import engine
-from robustlr.privacy.in_place_noise import InPlaceNoiseOptimizer
+from robustlr.privacy.grad_sample.in_place_noise import InPlaceNoiseOptimizer
 
 
 def _optimizer(cls, params, *, sigma=1.3, secure_mode=False):

@@ -142,7 +142,8 @@ def test_guard_prv_with_a_planned_schedule_is_cheap_and_exact_at_the_cap():
 
 
 # -- the accounting's pieces at known points (fast; each pins what a mutant would change) ------
-from robustlr.privacy import accounting, composition  # noqa: E402
+from robustlr.privacy.accounting import accountants as accounting  # noqa: E402
+from robustlr.privacy.accounting import composition  # noqa: E402
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -282,7 +283,7 @@ def test_rdp_silences_only_opacus_largest_order_warning(monkeypatch):
             warnings.warn("something else", stacklevel=1)
             return 1.0
 
-    monkeypatch.setitem(accounting._ACCOUNTANTS, "rdp", Noisy)
+    monkeypatch.setattr(accounting, "create_accountant", lambda name: Noisy())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert accounting.epsilon_of_history([(1.0, 0.01, 3)], delta=DELTA,

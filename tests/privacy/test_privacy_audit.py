@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from robustlr.privacy import engine, epsilon
 from robustlr.privacy.audit import audit, loss_scores
-from robustlr.privacy.mia_stats import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
+from robustlr.privacy.audit.mia_stats import auc, clopper_pearson, epsilon_lower_bound, tpr_at_fpr
 
 
 def test_clopper_pearson_matches_beta_quantiles():
@@ -99,7 +99,7 @@ class _ScoreModel(nn.Module):
 
 
 def _audit_spying(monkeypatch, xm, xn):
-    from robustlr.privacy import mia_stats
+    from robustlr.privacy.audit import mia_stats
 
     seen = []
     real = mia_stats.best_threshold

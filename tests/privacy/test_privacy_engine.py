@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from robustlr.privacy import engine
-from robustlr.privacy.modules import fix_model, hooks_disabled, unwrap
+from robustlr.privacy.grad_sample.modules import fix_model, hooks_disabled, unwrap
 
 
 def tiny_cnn() -> nn.Module:

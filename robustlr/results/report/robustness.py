@@ -40,7 +40,7 @@ def _mean_curve(curves: list[list[float | None]]) -> list[float]:
     length = min((len(c) for c in curves), default=0)
     means = []
     for i in range(length):
-        values = [c[i] for c in curves if c[i] is not None]
+        values = [v for c in curves if (v := c[i]) is not None]
         means.append(sum(values) / len(values) if values else math.nan)
     return means
 

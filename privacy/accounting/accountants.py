@@ -30,14 +30,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from opacus.accountants.registry import _ACCOUNTANTS
+from opacus.accountants import create_accountant
 
 from . import composition, full_batch
 
-ACCOUNTANTS = tuple(_ACCOUNTANTS)  # ("rdp", "gdp", "prv"): Opacus' own lookup table
-BOUNDS = ("prv", "rdp")  # the accountants that bound epsilon: only they stop or calibrate
 MAX_LEVELS = 256  # distinct values composed by PRV; RDP, loose anyway, takes RDP_LEVELS
 RDP_LEVELS = 12  # Opacus RDP costs ~0.1 s a value; rounded down from the schedule's minimum
 _FINEST = math.log(2) / 8192  # log-spacing of the finest grid (0.0085% apart)
@@ -98,21 +98,39 @@ def _anchored_levels(noise: np.ndarray, max_levels: int) -> tuple[np.ndarray, np
     return np.unique(noise, return_counts=True)
 
 
-def history(noise: np.ndarray, sample_rate: float, max_levels: int = MAX_LEVELS,
-            accountant: str = "prv") -> History:
-    """Opacus accountant history: one ``(sigma, q, count)`` entry per (rounded) level."""
-    if accountant != "prv":
-        values, counts = _anchored_levels(noise, min(max_levels, RDP_LEVELS))
-    else:
-        values, counts = levels(noise, max_levels)
-    return [(float(s), float(sample_rate), int(n)) for s, n in zip(values, counts)]
+class Accountant(Protocol):
+    """What composes a DP-SGD run's steps into one epsilon (a row of :data:`TABLE`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def bound(self) -> bool:
+        """An upper bound on epsilon: only such accountants stop training or calibrate."""
+
+    @property
+    def warning(self) -> str | None:
+        """Said to the caller at every use (an approximation), or None."""
+
+    def levels(self, noise: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray]:
+        """The schedule's noise values merged into (values, counts), rounded down."""
+
+    def epsilon(self, hist: History, *, delta: float) -> float:
+        """Epsilon of a non-empty history at ``delta``."""
 
 
-def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float:
-    """Epsilon of an explicit Opacus history (no validation; used by the guard)."""
-    if not hist:
-        return 0.0
-    if accountant == "prv":
+@dataclass(frozen=True)
+class PRV:
+    """PRV composition (:mod:`.composition`), capped by the exact unsubsampled value."""
+
+    name: str = "prv"
+    bound: bool = True
+    warning: str | None = None
+
+    def levels(self, noise: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray]:
+        return levels(noise, max_levels)
+
+    def epsilon(self, hist: History, *, delta: float) -> float:
         values = np.array([s for s, _, _ in hist])
         counts = np.array([n for _, _, n in hist])
         q = hist[0][1]
@@ -126,19 +144,58 @@ def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float
         except composition.DomainTooLarge:  # tiny noise: a looser bound, bounded memory
             bound = composition.rdp_bound(values, counts, q, delta=delta)
         return min(bound, exact)
-    if accountant == "gdp":
-        warnings.warn(GDP_WARNING, stacklevel=3)
-        _check("noise_multiplier", len(hist) == 1, "constant for accountant='gdp'",
-               f"{len(hist)} distinct values")
+
+
+@dataclass(frozen=True)
+class OpacusAccountant:
+    """One of Opacus' accountants, created through its public
+    ``opacus.accountants.create_accountant``; at most ``RDP_LEVELS`` distinct values."""
+
+    name: str
+    bound: bool
+    warning: str | None = None
+    constant_noise: bool = False  # Opacus' analysis takes one noise value only
+
+    def levels(self, noise: np.ndarray, max_levels: int) -> tuple[np.ndarray, np.ndarray]:
+        return _anchored_levels(noise, min(max_levels, RDP_LEVELS))
+
+    def epsilon(self, hist: History, *, delta: float) -> float:
+        _check("noise_multiplier", not self.constant_noise or len(hist) == 1,
+               f"constant for accountant={self.name!r}", f"{len(hist)} distinct values")
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Opacus' own GDP warning; ours is above
-            acc = _ACCOUNTANTS["gdp"]()
-    else:
-        acc = _ACCOUNTANTS[accountant]()
-    acc.history = list(hist)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
-        return float(acc.get_epsilon(delta=delta))
+            warnings.simplefilter("ignore")  # Opacus' own warning at creation; ours is said
+            acc = create_accountant(self.name)
+        acc.history = list(hist)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Optimal order is the largest alpha")
+            return float(acc.get_epsilon(delta=delta))
+
+
+TABLE: dict[str, Accountant] = {
+    "rdp": OpacusAccountant(name="rdp", bound=True),
+    "gdp": OpacusAccountant(name="gdp", bound=False, warning=GDP_WARNING, constant_noise=True),
+    "prv": PRV(),
+}
+"""Adding an accountant is one row here (and its test against a reference accountant)."""
+ACCOUNTANTS = tuple(TABLE)  # ("rdp", "gdp", "prv")
+BOUNDS = tuple(sorted(name for name, row in TABLE.items() if row.bound))  # ("prv", "rdp")
+
+
+def history(noise: np.ndarray, sample_rate: float, max_levels: int = MAX_LEVELS,
+            accountant: str = "prv") -> History:
+    """Opacus accountant history: one ``(sigma, q, count)`` entry per (rounded) level."""
+    values, counts = TABLE[accountant].levels(noise, max_levels)
+    return [(float(s), float(sample_rate), int(n)) for s, n in zip(values, counts)]
+
+
+def epsilon_of_history(hist: History, *, delta: float, accountant: str) -> float:
+    """Epsilon of an explicit Opacus history (no validation; used by the guard)."""
+    if not hist:
+        return 0.0
+    row = TABLE[accountant]
+    if row.warning is not None:
+        warnings.warn(row.warning, stacklevel=3)
+    return row.epsilon(hist, delta=delta)
 
 
 def epsilon(*, sample_rate: float, noise_multiplier: float | Sequence[float], steps: int,

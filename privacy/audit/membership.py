@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..grad_sample.modules import hooks_disabled, unwrap
 from . import mia_stats
-from .modules import hooks_disabled, unwrap
 
 
 @dataclass(frozen=True)

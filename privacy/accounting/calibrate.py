@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .accounting import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, schedule_from_profile, validate
+from .accountants import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, schedule_from_profile, validate
 
 MAX_EVALUATIONS = 60
 

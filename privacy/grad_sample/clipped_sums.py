@@ -8,6 +8,8 @@ and runs the same kernels (``aten.convolution_backward`` for convolutions).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -19,7 +21,7 @@ def _scaled(grad: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
 
 
 def linear_clipped_sum(layer: nn.Linear, a: torch.Tensor, grad: torch.Tensor,
-                       coef: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                       coef: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """``nn.Linear`` on inputs of shape (N, ..., in): sums over examples and positions."""
     g = _scaled(grad, coef).reshape(-1, layer.out_features)
     sums = {}
@@ -31,7 +33,7 @@ def linear_clipped_sum(layer: nn.Linear, a: torch.Tensor, grad: torch.Tensor,
 
 
 def conv_clipped_sum(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor, grad: torch.Tensor,
-                     coef: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                     coef: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """``nn.Conv1d`` / ``nn.Conv2d``: the convolution's own weight-gradient kernel."""
     x, padding = padded(layer, a.to(grad.dtype))
     bias = layer.bias is not None and layer.bias.requires_grad
@@ -43,13 +45,13 @@ def conv_clipped_sum(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor, grad: torch.
     sums = {}
     if layer.weight.requires_grad:
         sums[layer.weight] = weight_sum
-    if bias:
+    if bias and layer.bias is not None:
         sums[layer.bias] = bias_sum
     return sums
 
 
-def weighted_sum(samples: dict[nn.Parameter, torch.Tensor],
-                 coef: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+def weighted_sum(samples: dict[torch.Tensor, torch.Tensor],
+                 coef: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """Clipped sums of already instantiated per-sample gradients (N, *param.shape)."""
     # a matrix-vector product: torch.einsum parses its equation on every call (~40 us each,
     # a dozen calls a step on a small model)
@@ -57,5 +59,6 @@ def weighted_sum(samples: dict[nn.Parameter, torch.Tensor],
             for p, gs in samples.items()}
 
 
-CLIPPED_SUMS = {nn.Linear: linear_clipped_sum, nn.Conv1d: conv_clipped_sum,
-                nn.Conv2d: conv_clipped_sum}
+CLIPPED_SUMS: dict[type[nn.Module], Callable[..., dict[torch.Tensor, torch.Tensor]]] = {
+    nn.Linear: linear_clipped_sum, nn.Conv1d: conv_clipped_sum,
+    nn.Conv2d: conv_clipped_sum}

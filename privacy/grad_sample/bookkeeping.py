@@ -33,8 +33,9 @@ from torch import nn
 from . import ghost_norms, group_norm
 from .clipped_sums import CLIPPED_SUMS, weighted_sum
 
-GRAD_SAMPLES = {nn.Conv1d: ghost_norms.conv_grad_sample, nn.Conv2d: ghost_norms.conv_grad_sample,
-                nn.GroupNorm: group_norm.group_norm_grad_sample}
+GRAD_SAMPLES: dict[type[nn.Module], ghost_norms.Rule] = {
+    nn.Conv1d: ghost_norms.conv_grad_sample, nn.Conv2d: ghost_norms.conv_grad_sample,
+    nn.GroupNorm: group_norm.group_norm_grad_sample}
 
 
 class _Tap(torch.autograd.Function):
@@ -55,11 +56,11 @@ class _Tap(torch.autograd.Function):
 
 class BookKeepingModule(GradSampleModuleFastGradientClipping):
     """Opacus' fast-clipping module with forward hooks only; the loss wrapper of
-    :class:`~.grad_modes.BookKeepingLoss` calls :meth:`clip_backward` instead of running
+    :class:`~.bookkeeping_loss.BookKeepingLoss` calls :meth:`clip_backward` instead of running
     two backward passes."""
 
-    NORM_SAMPLERS = {**GradSampleModuleFastGradientClipping.NORM_SAMPLERS,
-                     **ghost_norms.NORM_SAMPLERS}
+    NORM_SAMPLERS: dict[type[nn.Module], ghost_norms.Rule] = {
+        **GradSampleModuleFastGradientClipping.NORM_SAMPLERS, **ghost_norms.NORM_SAMPLERS}
     KEEPS_PAIR = staticmethod(ghost_norms.conv_keeps_pair)  # per convolution call
 
     def add_hooks(self, *, loss_reduction: str = "mean", batch_first: bool = True,
@@ -84,8 +85,8 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
         self._clipping = False  # True inside clip_backward only
         self._anchors: list[torch.Tensor] = []
         self._calls: dict[nn.Module, int] = {}  # forward calls per layer since the last step
-        self._samples: dict[nn.Parameter, torch.Tensor] = {}  # instantiated, summed over calls
-        self._norms: dict[nn.Parameter, torch.Tensor] = {}  # of the layers kept as pairs
+        self._samples: dict[torch.Tensor, torch.Tensor] = {}  # instantiated, summed over calls
+        self._norms: dict[torch.Tensor, torch.Tensor] = {}  # of the layers kept as pairs
         self._kept: list = []  # clipped-sum functions of coef for the layers kept as pairs
 
     def _record(self, module: nn.Module, inputs, output):
@@ -112,7 +113,7 @@ class BookKeepingModule(GradSampleModuleFastGradientClipping):
                 "backward() on the private criterion's loss, and attack inside hooks_disabled")
         kind, grad = type(module), grad.detach()
         keep = (self._calls[module] == 1 and module not in self._tied and kind in CLIPPED_SUMS
-                and not (kind in ghost_norms.CONVS
+                and not (isinstance(module, ghost_norms.CONVS)
                          and not self.KEEPS_PAIR(module, activations[0], grad)))
         if keep:
             norms = self.NORM_SAMPLERS[kind](module, activations, grad)

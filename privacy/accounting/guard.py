@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .accounting import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, validate
+from .accountants import BOUNDS, MAX_LEVELS, _check, epsilon_of_history, history, validate
 from .composition import EPS_ERROR
 
 PRV_EPS_ERROR = EPS_ERROR

@@ -13,6 +13,8 @@ property-wise in tests/privacy/test_ghost_norms.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,12 +28,12 @@ def saved_statistics(layer: nn.GroupNorm, output: torch.Tensor) -> list[torch.Te
 
 
 def group_norm_grad_sample(layer: nn.GroupNorm, activations: list[torch.Tensor],
-                           backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                           backprops: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """(N, C) per-sample gradients of ``weight`` and ``bias`` (grad-sampler signature);
     ``activations`` is [input] or [input, mean, rstd] (:func:`saved_statistics`)."""
     x, n = activations[0].to(backprops.dtype), backprops.shape[0]
     grads = backprops.reshape(n, layer.num_channels, -1)
-    samples = {}
+    samples: dict[torch.Tensor, torch.Tensor] = {}
     if layer.weight is not None and layer.weight.requires_grad:
         if len(activations) == 3:
             # sum (x - mean) * g over positions, then scale by rstd, constant per group: one
@@ -50,4 +52,5 @@ def group_norm_grad_sample(layer: nn.GroupNorm, activations: list[torch.Tensor],
     return samples
 
 
-FORWARD_EXTRAS = {nn.GroupNorm: saved_statistics}
+FORWARD_EXTRAS: dict[type[nn.Module], Callable[..., list[torch.Tensor]]] = {
+    nn.GroupNorm: saved_statistics}

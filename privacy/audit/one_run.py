@@ -33,7 +33,7 @@ import torch
 from scipy import optimize, stats
 from torch import nn
 
-from .modules import hooks_disabled
+from ..grad_sample.modules import hooks_disabled
 
 GUESS_FRACTIONS = (0.1, 0.2, 0.5, 1.0)
 """Shares of the m canaries guessed on (half "in" at the top, half "out" at the bottom), fixed

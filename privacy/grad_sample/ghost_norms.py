@@ -20,6 +20,7 @@ Opacus' grad-sampler signature; equality with Opacus' hooks mode is tested prope
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +30,10 @@ from torch import nn
 from . import pixel_gram
 
 CONVS = (nn.Conv1d, nn.Conv2d)
-OPACUS_NORM_SAMPLERS = dict(GradSampleModuleFastGradientClipping.NORM_SAMPLERS)
+Rule = Callable[..., dict[torch.Tensor, torch.Tensor]]
+"""A per-layer rule, looked up by the layer's type: called with a layer of that type, its
+activations and output gradient; one tensor per parameter (keyed by the parameter)."""
+OPACUS_NORM_SAMPLERS: dict[type[nn.Module], Rule] = dict(GradSampleModuleFastGradientClipping.NORM_SAMPLERS)
 MIN_CHUNK_ELEMENTS = 1 << 22  # 16 MB of float32 patches: below this, chunking only adds calls
 # instantiated per-sample gradients, with the columns the weight-gradient kernel unfolds for
 # them: 4 MB of float32 a chunk; larger chunks measured no faster (1x28x28 stride-2 convs,
@@ -139,7 +143,7 @@ def per_sample_weight_grads(layer: nn.Conv1d | nn.Conv2d, a: torch.Tensor,
 
 
 def conv_norm_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tensor],
-                     backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                     backprops: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """Norm sampler for ``nn.Conv1d`` / ``nn.Conv2d`` (mixed ghost / instantiated)."""
     a = activations[0].to(backprops.dtype)
     norms = {}
@@ -152,7 +156,7 @@ def conv_norm_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tenso
 
 
 def conv_grad_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tensor],
-                     backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                     backprops: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """Per-sample gradients of a convolution (grad-sampler signature), through
     :func:`per_sample_weight_grads`."""
     a = activations[0].to(backprops.dtype)
@@ -165,7 +169,7 @@ def conv_grad_sample(layer: nn.Conv1d | nn.Conv2d, activations: list[torch.Tenso
 
 
 def instantiated_norms(layer: nn.Module, activations: list[torch.Tensor],
-                       backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                       backprops: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """Norms of the per-sample gradients from Opacus' own grad sampler for the layer type:
     right for layers whose per-sample gradients are small (GroupNorm: 2 x C values)."""
     sampler = GradSampleModule.GRAD_SAMPLERS[type(layer)]
@@ -174,7 +178,7 @@ def instantiated_norms(layer: nn.Module, activations: list[torch.Tensor],
 
 
 def linear_norm_sample(layer: nn.Linear, activations: list[torch.Tensor],
-                       backprops: torch.Tensor) -> dict[nn.Parameter, torch.Tensor]:
+                       backprops: torch.Tensor) -> dict[torch.Tensor, torch.Tensor]:
     """Norm sampler for ``nn.Linear``: for 2-D inputs example n's weight gradient is the
     outer product ``g_n a_n^T``, of norm ``|g_n| |a_n|``, taken by one reduction per
     operand (Opacus' rule computes the same with einsum, a batched matrix product of 1 x d
@@ -191,5 +195,14 @@ def linear_norm_sample(layer: nn.Linear, activations: list[torch.Tensor],
     return norms
 
 
-NORM_SAMPLERS = {nn.Linear: linear_norm_sample, nn.Conv1d: conv_norm_sample, nn.Conv2d: conv_norm_sample,
-                 nn.GroupNorm: instantiated_norms}
+NORM_SAMPLERS: dict[type[nn.Module], Rule] = {
+    nn.Linear: linear_norm_sample, nn.Conv1d: conv_norm_sample, nn.Conv2d: conv_norm_sample,
+    nn.GroupNorm: instantiated_norms}
+
+
+class MixedGhostModule(GradSampleModuleFastGradientClipping):
+    """``ghost_mixed``: Opacus' ghost clipping module (two backward passes) with
+    :data:`NORM_SAMPLERS` added to its norm-sampler table, so convolutions and GroupNorm get
+    their norms without instantiating their per-sample gradients (Opacus 1.6 does)."""
+
+    NORM_SAMPLERS = {**GradSampleModuleFastGradientClipping.NORM_SAMPLERS, **NORM_SAMPLERS}
