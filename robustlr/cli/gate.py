@@ -16,107 +16,19 @@ are registered on the ``robustlr`` group in :mod:`robustlr.cli`.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from robustlr.errors import InputError
-from robustlr.records import SUMMARY_METRICS, unit
+from robustlr.records import unit
 from robustlr.results import bounds as bounds_rule
-from robustlr.results.groups import GROUP_KEYS
+from robustlr.results.groups import GROUP_KEYS, select
 from robustlr.results.groups import label as _label
+from robustlr.results.store import FINAL_STATUSES, load_summaries, load_trials
 
-COMPARED = ("clean_acc", "clean_acc_best", "robust_acc", "monitor_robust_acc", "epsilon", "asr",
-            "mia_auc", "train_seconds")
-METRICS = SUMMARY_METRICS
-NOT_METRICS = {"seed", "lr_scale"}
 BAD_STATUSES = ("failed", "diverged")
-
-
-
-
-def load_trials(run_dir: Path, what: str = "RUN_DIR") -> list[tuple[str, str, dict | None]]:
-    """(trial, status, summary or None) of every trial in the run's database, which alone is
-    trusted: summary.json is an export anyone can edit."""
-    database = run_dir / "results.sqlite"
-    if not database.is_file():
-        raise InputError(f"{what}: {run_dir} is not a robustlr run folder (no results.sqlite)")
-    from robustlr.results.store import Store, StoreError
-
-    try:
-        store = Store(database)
-        try:
-            return store.trials()
-        finally:
-            store.close()
-    except StoreError as error:
-        raise StoreError(f"{what}: {error}") from None
-
-
-def load_summaries(run_dir: Path, what: str = "RUN_DIR") -> list[dict[str, Any]]:
-    """The summaries of the run's finished trials, from its database."""
-    from robustlr.results.store import FINAL_STATUSES
-
-    return [summary for _, status, summary in load_trials(run_dir, what)
-            if status in FINAL_STATUSES and summary is not None]
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-
-
-def _spec_name(spec: Any) -> tuple[str, Any]:
-    """(name, parameters in key order) of a spec as written; the text itself when it does not
-    parse."""
-    from robustlr.spec import SpecError, parse
-
-    try:
-        parsed = parse(spec)
-        return parsed.name, (parsed.name, sorted(parsed.params, key=lambda item: item[0]))
-    except SpecError:
-        return str(spec).split("(")[0].strip(), str(spec)
-
-
-def _matches(written: Any, wanted: str) -> bool:
-    name, canonical = _spec_name(written)
-    return wanted in (name, str(written)) or _spec_name(wanted)[1] == canonical
-
-
-
-
-def _numeric_fields(records: list[dict[str, Any]]) -> set[str]:
-    found = {k for r in records for k, v in r.items() if _number(v) is not None}
-    return (set(METRICS) | found) - NOT_METRICS
-
-
-def _select(records: list[dict], option: str, key: str, wanted: str | None) -> list[dict]:
-    if wanted is None:
-        return records
-    chosen = [r for r in records if _matches(r.get(key), wanted)]
-    if not chosen:
-        present = ", ".join(dict.fromkeys(str(r.get(key)) for r in records)) or "none"
-        raise InputError(f"{option}: no trial matches {wanted!r}; the run has: {present}")
-    return chosen
-
-
-def _check(bound: bounds_rule.Bound, key: tuple, records: list[dict]) -> dict[str, Any]:
-    from robustlr.results.stats import interval  # scipy: loaded only when a command runs
-
-    values = [_number(r.get(bound.metric)) for r in records]
-    # one seed without the value (or with inf/nan) makes the mean unknown: the bound fails
-    value = math.nan if None in values else interval(values).mean
-    finite = math.isfinite(value)
-    return {"bound": bound.text, "metric": bound.metric, "side": bound.kind,
-            "limit": bound.limit, "group": dict(zip(GROUP_KEYS, key)), "label": _label(key),
-            "seeds": len(records), "value": value if finite else None,
-            "status": "pass" if bound.holds(value) else ("fail" if finite else "missing")}
 
 
 def _shown(metric: str, value: float) -> str:
@@ -160,20 +72,21 @@ def gate(run_dir: Path, minimums: tuple[str, ...], maximums: tuple[str, ...],
     running or interrupted) unless --finished-only. A group (schedule, regime, poison, filter,
     LR scale) whose value is missing or not finite for any seed fails the bound (select the
     groups a bound is about with --schedule/--regime)."""
+    # scipy (via the statistics) is loaded only when a command runs
+    from robustlr.results.compare import check, numeric_fields
     from robustlr.results.stats import group
-    from robustlr.results.store import FINAL_STATUSES
 
     trials = load_trials(run_dir)
     records = [s for _, status, s in trials if status in FINAL_STATUSES and s is not None]
     unfinished = [(trial, status) for trial, status, _ in trials if status not in FINAL_STATUSES]
     if not records:
         raise InputError(f"RUN_DIR: {run_dir} holds no finished trial to check")
-    allowed = _numeric_fields(records)
+    allowed = numeric_fields(records)
     bounds = bounds_rule.parse("--min", minimums, allowed) + bounds_rule.parse("--max", maximums, allowed)
     if not bounds:
         raise InputError("give at least one bound: --min NAME=VALUE or --max NAME=VALUE")
-    records = _select(_select(records, "--schedule", "schedule", schedule), "--regime", "regime", regime)
-    checks = [_check(bound, key, runs) for bound in bounds
+    records = select(select(records, "--schedule", "schedule", schedule), "--regime", "regime", regime)
+    checks = [check(bound, key, runs) for bound in bounds
               for key, runs in group(records, GROUP_KEYS).items()]
     bad = [r for r in records if r.get("status") in BAD_STATUSES]
     blocking = [] if finished_only else unfinished
@@ -204,39 +117,6 @@ def _verdict(passed: bool, checks: list[dict], bad: list[dict],
     return "\n".join([*lines, verdict])
 
 
-def _difference(a: list[float], b: list[float]) -> dict[str, Any]:
-    """B mean - A mean and the pooled standard error of that difference across seeds."""
-    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    change = mean_b - mean_a
-    freedom = len(a) + len(b) - 2
-    if freedom < 1:
-        return {"a": mean_a, "b": mean_b, "change": change, "se": None, "flagged": False,
-                "note": "1 seed: no noise estimate"}
-    squares = sum((v - mean_a) ** 2 for v in a) + sum((v - mean_b) ** 2 for v in b)
-    se = math.sqrt(squares / freedom * (1 / len(a) + 1 / len(b)))
-    flagged = abs(change) > 2 * se
-    return {"a": mean_a, "b": mean_b, "change": change, "se": se, "flagged": flagged,
-            "note": "beyond seed noise" if flagged else ""}
-
-
-def _compare_groups(records_a: list[dict], records_b: list[dict]) -> list[dict[str, Any]]:
-    from robustlr.results.stats import group
-
-    groups_a, groups_b = group(records_a, GROUP_KEYS), group(records_b, GROUP_KEYS)
-    compared = []
-    for key in [k for k in groups_a if k in groups_b]:
-        metrics = []
-        for metric in COMPARED:
-            a = [v for v in (_number(r.get(metric)) for r in groups_a[key]) if v is not None]
-            b = [v for v in (_number(r.get(metric)) for r in groups_b[key]) if v is not None]
-            if a and b:
-                metrics.append({"metric": metric, "seeds_a": len(a), "seeds_b": len(b),
-                                **_difference(a, b)})
-        compared.append({"group": dict(zip(GROUP_KEYS, key)), "label": _label(key),
-                         "metrics": metrics})
-    return compared
-
-
 def _compare_table(compared: list[dict]) -> list[str]:
     header = ("group", "metric", "seeds", "A", "B", "change", "2 x SE", "")
     rows = [(g["label"], m["metric"], f"{m['seeds_a']}/{m['seeds_b']}", f"{m['a']:.4g}",
@@ -260,13 +140,11 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
 
     A change is flagged when it is larger than twice the pooled standard error across seeds;
     with one seed on each side there is no noise estimate and nothing is flagged."""
-    from robustlr.results.stats import group
+    from robustlr.results.compare import compare_groups, unpaired
 
     records_a, records_b = load_summaries(run_a, "RUN_A"), load_summaries(run_b, "RUN_B")
-    compared = _compare_groups(records_a, records_b)
-    keys_a, keys_b = (set(group(r, GROUP_KEYS)) for r in (records_a, records_b))
-    only_a = [_label(k) for k in group(records_a, GROUP_KEYS) if k not in keys_b]
-    only_b = [_label(k) for k in group(records_b, GROUP_KEYS) if k not in keys_a]
+    compared = compare_groups(records_a, records_b)
+    only_a, only_b = unpaired(records_a, records_b)
     if as_json:
         click.echo(json.dumps({"a": str(run_a), "b": str(run_b), "groups": compared,
                                "only_a": only_a, "only_b": only_b}, indent=2))
@@ -280,4 +158,4 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
     click.echo("\n".join(lines))
 
 
-__all__ = ["gate", "compare", "load_summaries", "GROUP_KEYS", "COMPARED"]
+__all__ = ["gate", "compare"]
