@@ -15,7 +15,7 @@ SUMMARY_METRICS = (
     "steps", "planned_steps", "train_seconds", "wall_seconds", "samples_per_second",
     "robust_acc", "robust_acc_best", "robust_gap", "robust_examples", "best_robust_epoch",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
-    "monitor_examples", "corruption_acc", "epsilon", "epsilon_training", "delta",
+    "monitor_val_robust_acc", "monitor_examples", "corruption_acc", "epsilon", "epsilon_training", "delta",
     "noise_multiplier", "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
     "max_epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "mia_members", "poison_rate", "poisoned_count", "asr",
@@ -47,7 +47,7 @@ LOWER_IS_BETTER = frozenset({
 PERCENT_METRICS = frozenset({
     "clean_acc", "clean_acc_best", "val_acc", "robust_acc", "robust_acc_best", "robust_gap",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
-    "corruption_acc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr", "poison_rate", "asr",
+    "monitor_val_robust_acc", "corruption_acc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr", "poison_rate", "asr",
     "asr_best", "ra", "filter_precision", "filter_recall", "filter_f1", "clean_removed",
     "avg_clean_acc", "avg_monitor_robust_acc", "avg_monitor_robust_acc_max", "avg_robust_gap",
     "autoattack_acc", "autoattack_apgd_ce_acc", "autoattack_apgd_t_acc", "autoattack_fab_t_acc",
