@@ -15,7 +15,17 @@ from robustlr.results.report.document import Document
 from robustlr.results.report.frontier_figure import frontiers
 from robustlr.results.report.plotting import scale
 from robustlr.results.report.selection_cost import attach_costs, cost_clause, cost_table
-from robustlr.results.report.threats import NAMES, Entry, Judged, Threat, better, group_label, select_scales, split
+from robustlr.results.report.threats import (
+    NAMES,
+    Entry,
+    Judged,
+    Threat,
+    better,
+    group_label,
+    select_scales,
+    selection_text,
+    split,
+)
 from robustlr.results.stats import group, holm, interval, paired
 
 WORSE = {"clean_acc": "less accurate", "robust_acc": "less robust",
@@ -113,7 +123,7 @@ def verdict_section(document: Document, summaries: list[dict], select_lr: str = 
     judged = [judge(t, records, select_lr, document.palette.names, selection_epsilon)
               for t, records in threats.items()]
     document.heading("Verdict per threat model")
-    note = (" Each schedule is shown at the LR scale with the best validation accuracy "
+    note = (f" Each schedule is shown at the LR scale with the best {selection_text(threats)} "
             "(select_lr: validation); test numbers never chose it. Under DP that choice is "
             "noisy (report-noisy-max on the private validation split) and its privacy cost is "
             "stated below." if select_lr == "validation" else "")
