@@ -11,7 +11,9 @@ import math
 
 # Every numeric summary field of the README; a numeric field a run adds later is allowed too.
 SUMMARY_METRICS = (
-    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "val_examples", "train_loss", "lr_final", "epochs",
+    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "val_examples", "test_examples",
+    "worst_class", "worst_class_acc", "worst_class_gap", "robust_worst_class",
+    "robust_worst_class_acc", "robust_worst_class_gap", "train_loss", "lr_final", "epochs",
     "steps", "planned_steps", "train_seconds", "wall_seconds", "samples_per_second",
     "robust_acc", "robust_acc_best", "robust_gap", "robust_examples", "best_robust_epoch",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
@@ -41,11 +43,13 @@ LOWER_IS_BETTER = frozenset({
     "delta",
     "noise_multiplier", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "asr", "asr_best", "clean_removed", "poison_seconds",
-    "avg_robust_gap", "certified_abstain_rate", "certify_seconds", "audit_epsilon_lower"})
+    "avg_robust_gap", "certified_abstain_rate", "certify_seconds", "audit_epsilon_lower",
+    "worst_class_gap", "robust_worst_class_gap"})
 
 # Stored as fractions in [0, 1]; the report, the gate and --rank-by bounds speak percent.
 PERCENT_METRICS = frozenset({
-    "clean_acc", "clean_acc_best", "val_acc", "robust_acc", "robust_acc_best", "robust_gap",
+    "clean_acc", "clean_acc_best", "val_acc", "worst_class_acc", "worst_class_gap",
+    "robust_worst_class_acc", "robust_worst_class_gap", "robust_acc", "robust_acc_best", "robust_gap",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
     "monitor_val_robust_acc", "corruption_acc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr", "poison_rate", "asr",
     "asr_best", "ra", "filter_precision", "filter_recall", "filter_f1", "clean_removed",

@@ -14,7 +14,7 @@ from robustlr.results.stats import finite, group, interval
 
 COMPARED = ("clean_acc", "clean_acc_best", "robust_acc", "monitor_robust_acc", "epsilon", "asr",
             "mia_auc", "train_seconds")
-NOT_METRICS = {"seed", "lr_scale"}
+NOT_METRICS = {"seed", "lr_scale", "worst_class", "robust_worst_class"}  # not quantities
 
 
 def numeric_fields(records: list[dict[str, Any]]) -> set[str]:

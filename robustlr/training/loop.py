@@ -33,6 +33,7 @@ from robustlr.training.evaluation import Evaluation, evaluate
 from robustlr.training.probes import Probe
 from robustlr.training.recipe import Recipe
 from robustlr.training.setup import backward, begin_step, prepare
+from robustlr.training.slices import slice_fields
 
 EpochCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("robustlr")
@@ -141,6 +142,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                 _save(averaged, trial_dir / "model_avg.pt", config, data, trial, private=private)
     summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
     summary["planned_steps"] = setup.total_steps
+    summary["test_examples"] = len(data.test[1])  # what one example's worth of clean_acc is
     summary["best_epoch_by"] = _best_epoch_by(run, select_robust)
     if averager is not None:
         summary.update(_averaged_summary(run.history))
@@ -149,6 +151,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         with evaluating(model, optimizer, regime):
             summary.update(probe.final(final_model, trial_dir))
     summary["eval_seconds"] = time.perf_counter() - evaluation_started
+    summary.update(slice_fields(summary))
     summary.update(_validation_fields(config, data, regime, summary))
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
     if writer is not None:

@@ -160,6 +160,8 @@ def test_adversarial_training_selects_its_best_epoch_by_robust_validation_accura
     assert "monitor_val_robust_acc" not in standard_rows[0]
     clean = [row["val_acc"] for row in standard_rows]
     assert standard["best_epoch"] == clean.index(max(clean)) + 1
+    for record, _ in probed.values():  # the worst class of the cascade's per-class numbers
+        assert record["robust_worst_class_acc"] == min(record["robust_per_class_acc"])
 
 
 def test_robust_acc_is_one_headline_the_final_cascade_on_the_whole_test_set(probed):

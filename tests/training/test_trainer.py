@@ -124,6 +124,10 @@ def test_each_epoch_row_and_the_summary_are_what_the_loop_measured(monkeypatch):
     assert summary["train_loss"] == rows[-1]["train_loss"] and summary["lr_final"] == rows[-1]["lr"]
     assert summary["per_class_acc"] == [rows[-1][f"test_acc_class{k}"]
                                         for k in range(bundle.num_classes)]
+    per_class = summary["per_class_acc"]
+    assert summary["worst_class_acc"] == min(per_class) == per_class[summary["worst_class"]]
+    assert summary["worst_class_gap"] == pytest.approx(sum(per_class) / len(per_class) - min(per_class))
+    assert summary["test_examples"] == len(bundle.test[1])
     best = max(range(3), key=lambda i: (rows[i]["val_acc"], -i))  # the first best epoch
     assert summary["best_epoch"] == best + 1
     assert summary["clean_acc_best"] == rows[best]["test_acc"]
