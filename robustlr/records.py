@@ -21,7 +21,7 @@ SUMMARY_METRICS = (
     "noise_multiplier", "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
     "max_epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "mia_members", "poison_rate", "poisoned_count", "asr",
-    "asr_best", "ra", "backdoor_epoch", "filter_precision", "filter_recall", "filter_f1",
+    "asr_examples", "asr_best", "ra", "backdoor_epoch", "filter_precision", "filter_recall", "filter_f1",
     "clean_removed", "removed_count", "poison_seconds",
     # weight averaging (the `averaging` dimension): the averaged weights beside the raw ones
     "avg_clean_acc", "avg_monitor_robust_acc", "avg_monitor_robust_acc_max", "avg_robust_gap",
