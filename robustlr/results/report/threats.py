@@ -176,6 +176,7 @@ class Judged:
     entries: list[Entry]  # ranked, leader first
     seeds: int
     leader_privacy: Ledger | None = None  # DP: the leader's ledger, every choice included
+    examples: int | None = None  # test examples the primary metric counts (None: not a share)
 
     def tied(self, entry: Entry) -> bool:
         return not (math.isfinite(entry.p_holm) and entry.p_holm < ALPHA)
