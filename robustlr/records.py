@@ -82,3 +82,23 @@ def from_report_units(metric: str, text: str) -> float:
         raise ValueError(f"{metric} is in percent like the report (0-100): did you mean "
                          f"{metric}={value * 100:g}? (write {value:g}% to mean {value:g} percent)")
     return value / 100.0
+
+
+# Metrics defined only for some threat models: a bound on one applies to those trials alone.
+SCOPED_METRICS = {
+    "poisoning": frozenset({"asr", "asr_best", "asr_examples", "ra", "backdoor_epoch",
+                            "poison_rate", "poisoned_count", "poison_seconds"}),
+    "filtered": frozenset({"filter_precision", "filter_recall", "filter_f1", "clean_removed",
+                           "removed_count"}),
+    "private": frozenset({"epsilon", "epsilon_training", "delta", "noise_multiplier",
+                          "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
+                          "max_epsilon", "audit_epsilon_lower", "audit_canaries",
+                          "audit_guesses", "audit_correct", "audit_included",
+                          "audit_confidence"})}
+SCOPE_NAMES = {"poisoning": "poisoning trials", "filtered": "trials with a poison filter",
+               "private": "DP trials"}
+
+
+def scope(metric: str) -> str | None:
+    """The kind of trial ``metric`` is defined for (a key of SCOPED_METRICS), None for all."""
+    return next((kind for kind, metrics in SCOPED_METRICS.items() if metric in metrics), None)
