@@ -167,6 +167,9 @@ class ReportConfig(_Strict):
     # Gumbel noise of 2 / (epsilon x validation size) in accuracy: 0.74 points on digits'
     # 270 validation examples, about the spread between seeds there
     selection_epsilon: float = Field(SELECTION_EPSILON, gt=0)
+    # attack success (percent) above which a poisoned group is backdoored: it never qualifies
+    # in the ranking under constraints unless a bound on asr says otherwise (null: it may)
+    backdoored_asr: float | None = Field(50.0, gt=0, le=100)
 
     @field_validator("rank_by")
     @classmethod
