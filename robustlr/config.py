@@ -102,7 +102,9 @@ class EvaluationConfig(_Strict):
     subset: int = Field(500, ge=1)  # examples of the test (and validation) set it runs on
     final: list[SpecValue] = Field(default_factory=list)  # the cascade at the end
     final_subset: int | None = Field(None, ge=1)  # test examples for it (None: all)
-    select: Literal["clean", "robust"] = "clean"  # best checkpoint by val_acc or monitor_val_robust_acc
+    # best checkpoint by val_acc ("clean") or monitor_val_robust_acc ("robust"); "auto": robust
+    # under an adversarial regime (the field's practice, Rice et al. 2020), clean otherwise
+    select: Literal["auto", "clean", "robust"] = "auto"
     sanity: bool = False  # gradient-masking checks on the final model
     corruptions: bool = False  # accuracy under common corruptions at the end
     membership: bool = False  # membership-inference audit of the final model
@@ -112,7 +114,7 @@ class EvaluationConfig(_Strict):
     @model_validator(mode="after")
     def _needs_attack(self) -> EvaluationConfig:
         for field in ("final", "select", "sanity"):
-            if getattr(self, field) not in ([], "clean", False) and self.attack is None:
+            if getattr(self, field) not in ([], "clean", "auto", False) and self.attack is None:
                 raise ValueError(f"evaluation.{field} needs evaluation.attack (the per-epoch attack)")
         return self
 
@@ -166,6 +168,9 @@ class ReportConfig(_Strict):
     # Gumbel noise of 2 / (epsilon x validation size) in accuracy: 0.74 points on digits'
     # 270 validation examples, about the spread between seeds there
     selection_epsilon: float = Field(SELECTION_EPSILON, gt=0)
+    # attack success (percent) above which a poisoned group is backdoored: it never qualifies
+    # in the ranking under constraints unless a bound on asr says otherwise (null: it may)
+    backdoored_asr: float | None = Field(50.0, gt=0, le=100)
 
     @field_validator("rank_by")
     @classmethod

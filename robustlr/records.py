@@ -13,15 +13,17 @@ from typing import Any
 
 # Every numeric summary field of the README; a numeric field a run adds later is allowed too.
 SUMMARY_METRICS = (
-    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "val_examples", "train_loss", "lr_final", "epochs",
+    "clean_acc", "clean_acc_best", "best_epoch", "val_acc", "val_examples", "test_examples",
+    "worst_class", "worst_class_acc", "worst_class_gap", "robust_worst_class",
+    "robust_worst_class_acc", "robust_worst_class_gap", "train_loss", "lr_final", "epochs",
     "steps", "planned_steps", "train_seconds", "wall_seconds", "samples_per_second",
     "robust_acc", "robust_acc_best", "robust_gap", "robust_examples", "best_robust_epoch",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
-    "monitor_examples", "corruption_acc", "epsilon", "epsilon_training", "delta",
+    "monitor_val_robust_acc", "monitor_examples", "corruption_acc", "epsilon", "epsilon_training", "delta",
     "noise_multiplier", "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
     "max_epsilon", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "mia_members", "poison_rate", "poisoned_count", "asr",
-    "asr_best", "ra", "backdoor_epoch", "filter_precision", "filter_recall", "filter_f1",
+    "asr_examples", "asr_best", "ra", "backdoor_epoch", "filter_precision", "filter_recall", "filter_f1",
     "clean_removed", "removed_count", "poison_seconds",
     # weight averaging (the `averaging` dimension): the averaged weights beside the raw ones
     "avg_clean_acc", "avg_monitor_robust_acc", "avg_monitor_robust_acc_max", "avg_robust_gap",
@@ -43,13 +45,15 @@ LOWER_IS_BETTER = frozenset({
     "delta",
     "noise_multiplier", "mia_auc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr",
     "epsilon_lower_bound", "mia_art_auc", "asr", "asr_best", "clean_removed", "poison_seconds",
-    "avg_robust_gap", "certified_abstain_rate", "certify_seconds", "audit_epsilon_lower"})
+    "avg_robust_gap", "certified_abstain_rate", "certify_seconds", "audit_epsilon_lower",
+    "worst_class_gap", "robust_worst_class_gap"})
 
 # Stored as fractions in [0, 1]; the report, the gate and --rank-by bounds speak percent.
 PERCENT_METRICS = frozenset({
-    "clean_acc", "clean_acc_best", "val_acc", "robust_acc", "robust_acc_best", "robust_gap",
+    "clean_acc", "clean_acc_best", "val_acc", "worst_class_acc", "worst_class_gap",
+    "robust_worst_class_acc", "robust_worst_class_gap", "robust_acc", "robust_acc_best", "robust_gap",
     "monitor_robust_acc", "monitor_robust_acc_best", "monitor_robust_acc_max",
-    "corruption_acc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr", "poison_rate", "asr",
+    "monitor_val_robust_acc", "corruption_acc", "mia_tpr_at_1pct_fpr", "mia_tpr_at_0_1pct_fpr", "poison_rate", "asr",
     "asr_best", "ra", "filter_precision", "filter_recall", "filter_f1", "clean_removed",
     "avg_clean_acc", "avg_monitor_robust_acc", "avg_monitor_robust_acc_max", "avg_robust_gap",
     "autoattack_acc", "autoattack_apgd_ce_acc", "autoattack_apgd_t_acc", "autoattack_fab_t_acc",
@@ -94,3 +98,23 @@ def from_report_units(metric: str, text: str) -> float:
         raise ValueError(f"{metric} is in percent like the report (0-100): did you mean "
                          f"{metric}={value * 100:g}? (write {value:g}% to mean {value:g} percent)")
     return value / 100.0
+
+
+# Metrics defined only for some threat models: a bound on one applies to those trials alone.
+SCOPED_METRICS = {
+    "poisoning": frozenset({"asr", "asr_best", "asr_examples", "ra", "backdoor_epoch",
+                            "poison_rate", "poisoned_count", "poison_seconds"}),
+    "filtered": frozenset({"filter_precision", "filter_recall", "filter_f1", "clean_removed",
+                           "removed_count"}),
+    "private": frozenset({"epsilon", "epsilon_training", "delta", "noise_multiplier",
+                          "sample_rate", "dp_steps", "max_grad_norm", "target_epsilon",
+                          "max_epsilon", "audit_epsilon_lower", "audit_canaries",
+                          "audit_guesses", "audit_correct", "audit_included",
+                          "audit_confidence"})}
+SCOPE_NAMES = {"poisoning": "poisoning trials", "filtered": "trials with a poison filter",
+               "private": "DP trials"}
+
+
+def scope(metric: str) -> str | None:
+    """The kind of trial ``metric`` is defined for (a key of SCOPED_METRICS), None for all."""
+    return next((kind for kind, metrics in SCOPED_METRICS.items() if metric in metrics), None)

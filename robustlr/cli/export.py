@@ -25,7 +25,7 @@ def _read_run(run_dir: Path) -> tuple[list[dict], dict]:
 
     summary, config = run_dir / "summary.json", run_dir / "config.yaml"
     if (run_dir / "results.sqlite").is_file():
-        from robustlr.cli.gate import load_summaries
+        from robustlr.results.store import load_summaries
 
         records: object = load_summaries(run_dir)
     elif not summary.is_file():

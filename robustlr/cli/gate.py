@@ -16,107 +16,19 @@ are registered on the ``robustlr`` group in :mod:`robustlr.cli`.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from robustlr.errors import InputError
-from robustlr.records import SUMMARY_METRICS, unit
+from robustlr.records import unit
 from robustlr.results import bounds as bounds_rule
-from robustlr.results.groups import GROUP_KEYS
+from robustlr.results.groups import GROUP_KEYS, select
 from robustlr.results.groups import label as _label
+from robustlr.results.store import FINAL_STATUSES, load_summaries, load_trials
 
-COMPARED = ("clean_acc", "clean_acc_best", "robust_acc", "monitor_robust_acc", "epsilon", "asr",
-            "mia_auc", "train_seconds")
-METRICS = SUMMARY_METRICS
-NOT_METRICS = {"seed", "lr_scale"}
 BAD_STATUSES = ("failed", "diverged")
-
-
-
-
-def load_trials(run_dir: Path, what: str = "RUN_DIR") -> list[tuple[str, str, dict | None]]:
-    """(trial, status, summary or None) of every trial in the run's database, which alone is
-    trusted: summary.json is an export anyone can edit."""
-    database = run_dir / "results.sqlite"
-    if not database.is_file():
-        raise InputError(f"{what}: {run_dir} is not a robustlr run folder (no results.sqlite)")
-    from robustlr.results.store import Store, StoreError
-
-    try:
-        store = Store(database)
-        try:
-            return store.trials()
-        finally:
-            store.close()
-    except StoreError as error:
-        raise StoreError(f"{what}: {error}") from None
-
-
-def load_summaries(run_dir: Path, what: str = "RUN_DIR") -> list[dict[str, Any]]:
-    """The summaries of the run's finished trials, from its database."""
-    from robustlr.results.store import FINAL_STATUSES
-
-    return [summary for _, status, summary in load_trials(run_dir, what)
-            if status in FINAL_STATUSES and summary is not None]
-
-
-def _number(value: Any) -> float | None:
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-
-
-def _spec_name(spec: Any) -> tuple[str, Any]:
-    """(name, parameters in key order) of a spec as written; the text itself when it does not
-    parse."""
-    from robustlr.spec import SpecError, parse
-
-    try:
-        parsed = parse(spec)
-        return parsed.name, (parsed.name, sorted(parsed.params, key=lambda item: item[0]))
-    except SpecError:
-        return str(spec).split("(")[0].strip(), str(spec)
-
-
-def _matches(written: Any, wanted: str) -> bool:
-    name, canonical = _spec_name(written)
-    return wanted in (name, str(written)) or _spec_name(wanted)[1] == canonical
-
-
-
-
-def _numeric_fields(records: list[dict[str, Any]]) -> set[str]:
-    found = {k for r in records for k, v in r.items() if _number(v) is not None}
-    return (set(METRICS) | found) - NOT_METRICS
-
-
-def _select(records: list[dict], option: str, key: str, wanted: str | None) -> list[dict]:
-    if wanted is None:
-        return records
-    chosen = [r for r in records if _matches(r.get(key), wanted)]
-    if not chosen:
-        present = ", ".join(dict.fromkeys(str(r.get(key)) for r in records)) or "none"
-        raise InputError(f"{option}: no trial matches {wanted!r}; the run has: {present}")
-    return chosen
-
-
-def _check(bound: bounds_rule.Bound, key: tuple, records: list[dict]) -> dict[str, Any]:
-    from robustlr.results.stats import interval  # scipy: loaded only when a command runs
-
-    values = [_number(r.get(bound.metric)) for r in records]
-    # one seed without the value (or with inf/nan) makes the mean unknown: the bound fails
-    value = math.nan if None in values else interval(values).mean
-    finite = math.isfinite(value)
-    return {"bound": bound.text, "metric": bound.metric, "side": bound.kind,
-            "limit": bound.limit, "group": dict(zip(GROUP_KEYS, key)), "label": _label(key),
-            "seeds": len(records), "value": value if finite else None,
-            "status": "pass" if bound.holds(value) else ("fail" if finite else "missing")}
 
 
 def _shown(metric: str, value: float) -> str:
@@ -139,6 +51,26 @@ def _gate_table(checks: list[dict], bad: list[dict]) -> str:
     return "\n".join(lines)
 
 
+MIXED_HELP = ("Go on (with a warning) when a group's trials differ in model or data; by default "
+              "that is refused (exit 2), as they are not one experiment.")
+
+
+def refuse_mixed(groups: dict[str, list[dict]], what: str, allow: bool) -> None:
+    """Exit 2 (one line) when a group's trials differ in model or data, unless ``allow``: then
+    one warning line on stderr per such group."""
+    from robustlr.results.compare import mismatches
+
+    found = mismatches(groups)
+    if not found:
+        return
+    if not allow:
+        more = f" (and {len(found) - 1} more groups)" if len(found) > 1 else ""
+        raise InputError(f"{what} differ in model or data: {found[0]}{more}; compare like with "
+                         "like, or pass --allow-mixed")
+    for line in found:
+        click.echo(f"warning: {what} differ in model or data: {line} (--allow-mixed)", err=True)
+
+
 @click.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--min", "minimums", multiple=True, metavar="NAME=VALUE",
@@ -150,31 +82,42 @@ def _gate_table(checks: list[dict], bad: list[dict]) -> str:
 @click.option("--finished-only", is_flag=True,
               help="Gate the finished trials only; unfinished (pending, running, interrupted) "
                    "ones are skipped and counted instead of failing the gate.")
+@click.option("--allow-mixed", is_flag=True, help=MIXED_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 def gate(run_dir: Path, minimums: tuple[str, ...], maximums: tuple[str, ...],
-         schedule: str | None, regime: str | None, finished_only: bool, as_json: bool) -> None:
+         schedule: str | None, regime: str | None, finished_only: bool, allow_mixed: bool,
+         as_json: bool) -> None:
     """Check RUN_DIR's results against bounds: exit 0 when all hold, 1 when one breaks.
 
-    Reads RUN_DIR/results.sqlite only. Each bound applies to the seed mean of every group. A
-    trial that failed or diverged fails the gate, and so does an unfinished one (pending,
-    running or interrupted) unless --finished-only. A group (schedule, regime, poison, filter,
-    LR scale) whose value is missing or not finite for any seed fails the bound (select the
-    groups a bound is about with --schedule/--regime)."""
+    Reads RUN_DIR/results.sqlite only. Each bound applies to the seed mean of every group of
+    the threat model its metric is defined for (asr and the other poisoning metrics: poisoning
+    trials; epsilon and the other DP fields: DP trials; the rest: every group); a bound that
+    applies to no gated trial is an input error (exit 2). A trial that failed or diverged
+    fails the gate, and so does an unfinished one (pending, running or interrupted) unless
+    --finished-only. A group (schedule, regime, poison, filter, LR scale) whose value is
+    missing or not finite for any seed fails the bound (select the groups a bound is about
+    with --schedule/--regime). A group whose trials differ in model or data is refused
+    (exit 2) unless --allow-mixed."""
+    # scipy (via the statistics) is loaded only when a command runs
+    from robustlr.results.compare import applicable, check, numeric_fields
     from robustlr.results.stats import group
-    from robustlr.results.store import FINAL_STATUSES
 
     trials = load_trials(run_dir)
     records = [s for _, status, s in trials if status in FINAL_STATUSES and s is not None]
     unfinished = [(trial, status) for trial, status, _ in trials if status not in FINAL_STATUSES]
     if not records:
         raise InputError(f"RUN_DIR: {run_dir} holds no finished trial to check")
-    allowed = _numeric_fields(records)
+    allowed = numeric_fields(records)
     bounds = bounds_rule.parse("--min", minimums, allowed) + bounds_rule.parse("--max", maximums, allowed)
     if not bounds:
         raise InputError("give at least one bound: --min NAME=VALUE or --max NAME=VALUE")
-    records = _select(_select(records, "--schedule", "schedule", schedule), "--regime", "regime", regime)
-    checks = [_check(bound, key, runs) for bound in bounds
-              for key, runs in group(records, GROUP_KEYS).items()]
+    records = select(select(records, "--schedule", "schedule", schedule), "--regime", "regime", regime)
+    groups = group(records, GROUP_KEYS)
+    refuse_mixed({_label(key): runs for key, runs in groups.items()}, "trials of one group",
+                 allow_mixed)
+    checks = [check(bound, key, runs) for bound in bounds
+              for key, runs in applicable(bound, groups).items()]
+    outside = len(bounds) * len(groups) - len(checks)  # a bound outside its threat model
     bad = [r for r in records if r.get("status") in BAD_STATUSES]
     blocking = [] if finished_only else unfinished
     passed = not bad and not blocking and all(c["status"] == "pass" for c in checks)
@@ -183,15 +126,16 @@ def gate(run_dir: Path, minimums: tuple[str, ...], maximums: tuple[str, ...],
                                "bad_trials": [{k: r.get(k) for k in ("trial", "status", "error")}
                                               for r in bad],
                                "unfinished": [{"trial": t, "status": s} for t, s in unfinished],
-                               "skipped": len(unfinished) if finished_only else 0}, indent=2))
+                               "skipped": len(unfinished) if finished_only else 0,
+                               "not_applicable": outside}, indent=2))
     else:
         click.echo(_gate_table(checks, bad))
-        click.echo(_verdict(passed, checks, bad, unfinished, finished_only))
+        click.echo(_verdict(passed, checks, bad, unfinished, finished_only, outside))
     sys.exit(0 if passed else 1)
 
 
 def _verdict(passed: bool, checks: list[dict], bad: list[dict],
-             unfinished: list[tuple[str, str]], finished_only: bool) -> str:
+             unfinished: list[tuple[str, str]], finished_only: bool, outside: int = 0) -> str:
     lines = [] if finished_only else [f"FAIL: trial {trial} is unfinished ({status}); resume the "
                                       "run, or gate the finished trials with --finished-only"
                                       for trial, status in unfinished]
@@ -201,47 +145,30 @@ def _verdict(passed: bool, checks: list[dict], bad: list[dict],
                f"diverged trials, {len(unfinished)} unfinished")
     if finished_only and unfinished:
         verdict += f"; skipped {len(unfinished)} unfinished trials (--finished-only)"
+    if outside:
+        verdict += (f"; {outside} bound-group pairs not checked: the metric is not defined for "
+                    "that threat model (asr: poisoning trials, epsilon: DP trials)")
     return "\n".join([*lines, verdict])
 
 
-def _difference(a: list[float], b: list[float]) -> dict[str, Any]:
-    """B mean - A mean and the pooled standard error of that difference across seeds."""
-    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
-    change = mean_b - mean_a
-    freedom = len(a) + len(b) - 2
-    if freedom < 1:
-        return {"a": mean_a, "b": mean_b, "change": change, "se": None, "flagged": False,
-                "note": "1 seed: no noise estimate"}
-    squares = sum((v - mean_a) ** 2 for v in a) + sum((v - mean_b) ** 2 for v in b)
-    se = math.sqrt(squares / freedom * (1 / len(a) + 1 / len(b)))
-    flagged = abs(change) > 2 * se
-    return {"a": mean_a, "b": mean_b, "change": change, "se": se, "flagged": flagged,
-            "note": "beyond seed noise" if flagged else ""}
+def _amount(metric: str, value: float, sign: str = "", change: bool = False) -> str:
+    """A value in the report's units; a change of a share in percentage points."""
+    if unit(metric) == "%":
+        return f"{value * 100:{sign}.2f}" + (" pts" if change else "%")
+    return f"{value:{sign}.4g}"
 
 
-def _compare_groups(records_a: list[dict], records_b: list[dict]) -> list[dict[str, Any]]:
-    from robustlr.results.stats import group
-
-    groups_a, groups_b = group(records_a, GROUP_KEYS), group(records_b, GROUP_KEYS)
-    compared = []
-    for key in [k for k in groups_a if k in groups_b]:
-        metrics = []
-        for metric in COMPARED:
-            a = [v for v in (_number(r.get(metric)) for r in groups_a[key]) if v is not None]
-            b = [v for v in (_number(r.get(metric)) for r in groups_b[key]) if v is not None]
-            if a and b:
-                metrics.append({"metric": metric, "seeds_a": len(a), "seeds_b": len(b),
-                                **_difference(a, b)})
-        compared.append({"group": dict(zip(GROUP_KEYS, key)), "label": _label(key),
-                         "metrics": metrics})
-    return compared
+def _noise(m: dict) -> str:
+    if m["p"] is not None:
+        return (f"± {_amount(m['metric'], m['half'], change=True)}, p={m['p']:.3f} "
+                f"({m['paired_seeds']} paired seeds)")
+    return "-" if m["se"] is None else f"2 x SE {_amount(m['metric'], 2 * m['se'], change=True)}"
 
 
 def _compare_table(compared: list[dict]) -> list[str]:
-    header = ("group", "metric", "seeds", "A", "B", "change", "2 x SE", "")
-    rows = [(g["label"], m["metric"], f"{m['seeds_a']}/{m['seeds_b']}", f"{m['a']:.4g}",
-             f"{m['b']:.4g}", f"{m['change']:+.4g}",
-             "-" if m["se"] is None else f"{2 * m['se']:.3g}",
+    header = ("group", "metric", "seeds", "A", "B", "change", "noise", "")
+    rows = [(g["label"], m["metric"], f"{m['seeds_a']}/{m['seeds_b']}", _amount(m["metric"], m["a"]),
+             _amount(m["metric"], m["b"]), _amount(m["metric"], m["change"], "+", change=True), _noise(m),
              "CHANGED" if m["flagged"] else m["note"])
             for g in compared for m in g["metrics"]]
     if not rows:
@@ -254,19 +181,27 @@ def _compare_table(compared: list[dict]) -> list[str]:
 @click.command()
 @click.argument("run_a", type=click.Path(path_type=Path))
 @click.argument("run_b", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
-def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
-    """Seed means of RUN_A and RUN_B per group, and which changes exceed the seed noise.
+@click.option("--allow-mixed", is_flag=True, help=MIXED_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON (stored units: fractions).")
+def compare(run_a: Path, run_b: Path, allow_mixed: bool, as_json: bool) -> None:
+    """Seed means of RUN_A and RUN_B per group, and which changes exceed the noise.
 
-    A change is flagged when it is larger than twice the pooled standard error across seeds;
-    with one seed on each side there is no noise estimate and nothing is flagged."""
+    Shares (accuracies, attack success) are printed in percent, changes in percentage points.
+    With two or more seeds in both runs a change is paired by seed and judged over seeds and
+    test examples together: flagged when a paired t-test over seeds and an exact sign test over
+    the fewest test examples that make the gaps both give p < 0.05, never for a mean gap of one
+    test example or less. Otherwise it is flagged when larger than twice the pooled standard
+    error; with one seed on each side there is no noise estimate and nothing is flagged. Runs
+    whose groups differ in model or data are refused (exit 2) unless --allow-mixed."""
+    from robustlr.results.compare import compare_groups, unpaired
     from robustlr.results.stats import group
 
     records_a, records_b = load_summaries(run_a, "RUN_A"), load_summaries(run_b, "RUN_B")
-    compared = _compare_groups(records_a, records_b)
-    keys_a, keys_b = (set(group(r, GROUP_KEYS)) for r in (records_a, records_b))
-    only_a = [_label(k) for k in group(records_a, GROUP_KEYS) if k not in keys_b]
-    only_b = [_label(k) for k in group(records_b, GROUP_KEYS) if k not in keys_a]
+    keyed_a, keyed_b = group(records_a, GROUP_KEYS), group(records_b, GROUP_KEYS)
+    refuse_mixed({_label(k): keyed_a[k] + keyed_b[k] for k in keyed_a if k in keyed_b},
+                 "RUN_A and RUN_B", allow_mixed)
+    compared = compare_groups(records_a, records_b)
+    only_a, only_b = unpaired(records_a, records_b)
     if as_json:
         click.echo(json.dumps({"a": str(run_a), "b": str(run_b), "groups": compared,
                                "only_a": only_a, "only_b": only_b}, indent=2))
@@ -275,9 +210,11 @@ def compare(run_a: Path, run_b: Path, as_json: bool) -> None:
                                          "is in both runs"]
     lines += [f"only in A: {label}" for label in only_a] + [f"only in B: {label}" for label in only_b]
     flagged = sum(m["flagged"] for g in compared for m in g["metrics"])
-    lines.append(f"compare: {len(compared)} groups in both runs, {flagged} changes beyond seed "
-                 "noise (|change| > 2 x pooled SE); change = B - A")
+    lines.append(f"compare: {len(compared)} groups in both runs, {flagged} changes beyond noise "
+                 "(paired by seed: t-test over seeds and exact sign test over test examples, "
+                 "p < 0.05, more than one example; else |change| > 2 x pooled SE); "
+                 "change = B - A, shares in percent")
     click.echo("\n".join(lines))
 
 
-__all__ = ["gate", "compare", "load_summaries", "GROUP_KEYS", "COMPARED"]
+__all__ = ["gate", "compare"]

@@ -16,8 +16,10 @@ from robustlr.errors import InputError
               help="... among those with METRIC >= VALUE (shares in percent, like the report).")
 @click.option("--max", "maximums", multiple=True,
               help="... among those with METRIC <= VALUE (shares in percent, like the report).")
+@click.option("--allow-backdoored", is_flag=True,
+              help="... letting poisoned groups with attack success above 50% qualify.")
 def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
-           maximums: tuple[str, ...]) -> None:
+           maximums: tuple[str, ...], allow_backdoored: bool) -> None:
     """Rebuild summary.json, epochs.csv and the report of RUN_DIR from its database.
 
     With --rank-by (and --min/--max bounds) the report ranks the groups under those
@@ -28,9 +30,9 @@ def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
     from robustlr.runs import folder
 
     ranking = None
-    if rank_by is not None or minimums or maximums:
+    if rank_by is not None or minimums or maximums or allow_backdoored:
         if rank_by is None:
-            raise InputError("--min/--max: only with --rank-by METRIC")
+            raise InputError("--min/--max/--allow-backdoored: only with --rank-by METRIC")
         if rank_by not in SUMMARY_METRICS:
             raise InputError(f"--rank-by: unknown metric {rank_by!r}; "
                              f"allowed: {', '.join(SUMMARY_METRICS)}")
@@ -38,6 +40,7 @@ def report(run_dir: Path, rank_by: str | None, minimums: tuple[str, ...],
             bounds.parse("--max", maximums, SUMMARY_METRICS)
         ranking = ReportConfig(rank_by=rank_by,
                                min={b.metric: b.shown(b.limit) for b in parsed if b.kind == "min"},
-                               max={b.metric: b.shown(b.limit) for b in parsed if b.kind == "max"})
+                               max={b.metric: b.shown(b.limit) for b in parsed if b.kind == "max"},
+                               backdoored_asr=None if allow_backdoored else 50.0)
     folder.rebuild_report(run_dir, ranking)
     click.echo(f"report: {run_dir / 'report.html'}")

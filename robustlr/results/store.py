@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from robustlr.errors import RunFailure
+from robustlr.errors import InputError, RunFailure
 from robustlr.nofollow import refuse_symlink
 from robustlr.records import SUMMARY_METRICS
 from robustlr.results import writer_lock
@@ -250,3 +250,25 @@ def _record(text: Any, what: str, path: Path) -> dict[str, Any]:
         raise StoreError(f"{path}: {what} is not a JSON object (the database was edited or is "
                          "corrupted); restore it, or re-run the trial")
     return value
+
+
+def load_trials(run_dir: Path, what: str = "RUN_DIR") -> list[tuple[str, str, dict[str, Any] | None]]:
+    """(trial, status, summary or None) of every trial in the run's database, which alone is
+    trusted: summary.json is an export anyone can edit. ``what`` names the argument in errors."""
+    database = run_dir / "results.sqlite"
+    if not database.is_file():
+        raise InputError(f"{what}: {run_dir} is not a robustlr run folder (no results.sqlite)")
+    try:
+        store = Store(database)
+        try:
+            return store.trials()
+        finally:
+            store.close()
+    except StoreError as error:
+        raise StoreError(f"{what}: {error}") from None
+
+
+def load_summaries(run_dir: Path, what: str = "RUN_DIR") -> list[dict[str, Any]]:
+    """The summaries of the run's finished trials, from its database."""
+    return [summary for _, status, summary in load_trials(run_dir, what)
+            if status in FINAL_STATUSES and summary is not None]

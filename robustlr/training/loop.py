@@ -28,12 +28,13 @@ from robustlr.modes import evaluating, training
 from robustlr.regimes import Regime, TrainingSetup
 from robustlr.regimes.dp_settings import settings_of
 from robustlr.spec import is_none
-from robustlr.training import checkpoint
+from robustlr.training import checkpoint, selection
 from robustlr.training.averaging import Averager, attach
 from robustlr.training.evaluation import Evaluation, evaluate
 from robustlr.training.probes import Probe
 from robustlr.training.recipe import Recipe
 from robustlr.training.setup import backward, begin_step, prepare
+from robustlr.training.slices import slice_fields
 
 EpochCallback = Callable[[dict[str, Any]], None]
 log = logging.getLogger("robustlr")
@@ -75,6 +76,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                        warmup=getattr(schedule, "warmup", 0.0) if schedule.optimizer_based else None)
     setup, regime, recipe, data = prepared.setup, prepared.regime, prepared.recipe, prepared.data
     private = settings_of(trial.regime) is not None
+    select_robust = selection.selects_robust(config.evaluation, regime.loss_kind)
     # torch's schedulers are tabulated over the planned steps at the trial's base LR
     schedule = schedule.planned(total_steps=setup.total_steps, base_lr=config.train.lr * trial.lr_scale)
     model, optimizer = setup.model, setup.optimizer
@@ -123,7 +125,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         on_epoch(row)
         if tracker is not None and (math.isfinite(val.loss) or not private):
             tracker.observe(val.loss if math.isfinite(val.loss) else train_loss)
-        _checkpoint(config, trial_dir, plain, data, trial, run, epoch, private=private)
+        _checkpoint(config, trial_dir, plain, data, trial, run, epoch, private=private,
+                    robust=select_robust)
         stop = regime.stop_reason()
         if stop is not None:
             run.status = stop
@@ -140,6 +143,8 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
                 _save(averaged, trial_dir / "model_avg.pt", config, data, trial, private=private)
     summary = _summary(trial, run, time.perf_counter() - started, regime, optimizer)
     summary["planned_steps"] = setup.total_steps
+    summary["test_examples"] = len(data.test[1])  # what one example's worth of clean_acc is
+    summary["best_epoch_by"] = _best_epoch_by(run, select_robust)
     if averager is not None:
         summary.update(_averaged_summary(run.history))
     evaluation_started = time.perf_counter()
@@ -147,6 +152,7 @@ def train_trial(config: ExperimentConfig, trial: Trial, data: DataBundle, *,
         with evaluating(model, optimizer, regime):
             summary.update(probe.final(final_model, trial_dir))
     summary["eval_seconds"] = time.perf_counter() - evaluation_started
+    summary.update(slice_fields(summary))
     summary.update(_validation_fields(config, data, regime, summary))
     summary["wall_seconds"] = time.perf_counter() - started  # run_trial widens it to the whole trial
     if writer is not None:
@@ -271,18 +277,28 @@ def _epoch_row(trial: Trial, epoch: int, run: _Progress, optimizer, loss_sum: fl
     return row
 
 
-def _selection_score(row: dict[str, Any], select: str) -> float:
+def _selection_keys(robust: bool) -> tuple[str, str]:
+    return (selection.ROBUST, "monitor_robust_acc") if robust else (selection.CLEAN, "test_acc")
+
+
+def _selection_score(row: dict[str, Any], robust: bool) -> float:
     """Best checkpoint by validation accuracy (clean or robust); without a validation split,
     by the test-set number (then the ``_best`` fields are optimistic, as the README says)."""
-    val_key, test_key = (("monitor_val_robust_acc", "monitor_robust_acc") if select == "robust"
-                         else ("val_acc", "test_acc"))
+    val_key, test_key = _selection_keys(robust)
     value = row.get(val_key, math.nan)
     return row[test_key] if not math.isfinite(value) else value
 
 
+def _best_epoch_by(run: _Progress, robust: bool) -> str:
+    """The field that chose the best epoch: the validation one, else its test stand-in."""
+    val_key, test_key = _selection_keys(robust)
+    measured = any(math.isfinite(row.get(val_key, math.nan)) for row in run.history)
+    return val_key if measured else test_key
+
+
 def _checkpoint(config: ExperimentConfig, trial_dir: Path | None, model, data: DataBundle,
-                trial: Trial, run: _Progress, epoch: int, *, private: bool) -> None:
-    score = _selection_score(run.history[-1], config.evaluation.select)
+                trial: Trial, run: _Progress, epoch: int, *, private: bool, robust: bool) -> None:
+    score = _selection_score(run.history[-1], robust)
     improved = score > run.best_val
     if improved:
         run.best_val, run.best_epoch = score, epoch

@@ -4,6 +4,7 @@ section of the report: exit codes are the contract a CI pipeline reads."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sqlite3
 from pathlib import Path
@@ -21,9 +22,9 @@ STEP = "step(milestones=[0.5], gamma=0.1)"
 DATA = {"synthetic": {"num_examples": 240, "num_classes": 3, "shape": [1, 6, 6], "noise": 0.5}}
 
 
-def _run(folder: Path, **train) -> Path:
-    config = tiny(seeds=[0, 1], data=DATA, train={"epochs": 3, "batch_size": 32, "lr": 0.1,
-                                                  "momentum": 0.9, **train})
+def _run(folder: Path, config: dict | None = None, **train) -> Path:
+    config = tiny(**{"seeds": [0, 1], **(config or {})}, data=DATA,
+                  train={"epochs": 3, "batch_size": 32, "lr": 0.1, "momentum": 0.9, **train})
     return run_in_folder(experiment.from_mapping(config), out=folder, show_progress=False)
 
 
@@ -69,11 +70,16 @@ def test_gate_passes_when_every_bound_holds(runs):
     assert "gate: passed" in result.output and "FAIL" not in result.output
 
 
-def test_a_bound_on_a_value_the_run_does_not_have_fails(runs):
-    # no DP, no poison: no epsilon, no ASR. A gate passing on them would certify nothing.
-    result = _gate(runs[0], "--min", "clean_acc=20", "--max", "epsilon=3", "--max", "asr=10")
-    assert result.exit_code == 1, result.output
-    assert "FAIL (missing or not finite)" in result.output and "4 missing" in result.output
+@pytest.mark.parametrize("bound, message", [
+    ("epsilon=3", "--max epsilon: epsilon is defined for DP trials and none of the gated trials is one"),
+    ("asr=10", "--max asr: asr is defined for poisoning trials and none of the gated trials is one"),
+    ("robust_acc=100", "--max robust_acc: no gated trial records robust_acc")])
+def test_a_bound_on_a_metric_no_gated_trial_has_is_an_input_error(runs, bound, message):
+    """Issue 24: such bounds were 'missing' failures (82 of the README example's 108 broken
+    checks on the default run); a gate that can only certify nothing is a wrong command."""
+    result = _gate(runs[0], "--min", "clean_acc=20", "--max", bound)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
 def test_one_seed_without_a_finite_value_fails_its_group(runs, tmp_path):
@@ -109,7 +115,7 @@ def test_unfinished_trials_fail_the_gate_unless_finished_only(runs, tmp_path):
 
 
 def test_gate_fails_with_exit_1_when_a_bound_is_broken(runs):
-    result = _gate(runs[0], "--min", "clean_acc=101", "--max", "epsilon=3")
+    result = _gate(runs[0], "--min", "clean_acc=101", "--max", "train_seconds=1e6")
     assert result.exit_code == 1, result.output
     assert result.output.count("FAIL") >= 3  # both groups and the verdict
     checks = json.loads(_gate(runs[0], "--min", "clean_acc=101", "--json").output)["checks"]
@@ -186,18 +192,58 @@ def test_compare_of_a_run_with_itself_shows_zero_change_and_flags_nothing(runs):
     assert {m["metric"] for m in metrics} == {"clean_acc", "clean_acc_best", "train_seconds"}
     assert all(m["change"] == 0 and not m["flagged"] for m in metrics)
     text = _compare(runs[0], runs[0]).output
-    assert "0 changes beyond seed noise" in text and "CHANGED" not in text
+    assert "0 changes beyond noise" in text and "CHANGED" not in text
 
 
-def test_compare_flags_what_a_different_lr_changed(runs):
-    result = _compare(runs[0], runs[1], "--json")
+@pytest.fixture(scope="module")
+def three_seeds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    config = {"seeds": [0, 1, 2], "schedules": ["constant"]}
+    return _run(root / "a", config=config), _run(root / "b", lr=0.001, config=config)
+
+
+def test_compare_flags_what_a_different_lr_changed_paired_over_seeds_and_examples(three_seeds):
+    result = _compare(*three_seeds, "--json")
     assert result.exit_code == 0
+    (clean,) = [m for g in json.loads(result.output)["groups"] for m in g["metrics"]
+                if m["metric"] == "clean_acc"]
+    assert clean["change"] < 0 and clean["flagged"]  # LR 0.001 learns less
+    assert clean["paired_seeds"] == 3 and clean["examples"] == 48 and clean["p"] < 0.05
+    assert "sign test" in clean["method"] and clean["unit"] == "%"
+    text = _compare(*three_seeds).output
+    assert "CHANGED" in text and "shares in percent" in text
+    a, b = (sum(r["clean_acc"] for r in _summary(run)) / 3 for run in three_seeds)
+    assert f"{a * 100:.2f}%" in text and f"{(b - a) * 100:+.2f} pts" in text  # percent, not 0.7
+
+
+def test_compare_with_two_seeds_pairs_them_and_one_example_is_never_a_change(runs):
+    result = _compare(runs[0], runs[1], "--json")
     clean = [m for g in json.loads(result.output)["groups"] for m in g["metrics"]
              if m["metric"] == "clean_acc"]
-    assert len(clean) == 2 and all(m["change"] < 0 for m in clean)  # LR 0.001 learns less
-    assert any(m["flagged"] for m in clean)
-    assert all(m["flagged"] == (abs(m["change"]) > 2 * m["se"]) for m in clean)
-    assert "CHANGED" in _compare(runs[0], runs[1]).output
+    assert all(m["paired_seeds"] == 2 and m["p"] is not None for m in clean)
+    assert all(m["flagged"] == (m["p"] < 0.05) for m in clean)
+
+
+def test_compare_refuses_runs_of_different_models_unless_allowed(runs, tmp_path):
+    """Issue 24: a ResNet-18 run and a ViT run were paired as one group without a word."""
+    other = _copy(runs[1], tmp_path)
+    _edit(other, lambda status, s: (status, {**s, "model": "torchvision:resnet18"}))
+    refused = _compare(runs[0], other)
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "differ in model or data" in refused.output and "--allow-mixed" in refused.output
+    assert "mlp(hidden=[16]) vs torchvision:resnet18" in refused.output
+    allowed = CliRunner().invoke(main, ["compare", str(runs[0]), str(other), "--allow-mixed"])
+    assert allowed.exit_code == 0 and "warning: RUN_A and RUN_B differ in model" in allowed.output
+    _edit(other, lambda status, s: (status, {**s, "model": "mlp(hidden=[16])", "data_hash": "x"}))
+    assert "data " in _compare(runs[0], other).output and _compare(runs[0], other).exit_code == 2
+
+
+def test_gate_refuses_a_group_whose_seeds_differ_in_data(runs, tmp_path):
+    run_dir = _copy(runs[0], tmp_path)
+    _edit(run_dir, lambda status, s: (status, {**s, "data_hash": "other"} if s["seed"] == 1 else s))
+    refused = _gate(run_dir, "--min", "clean_acc=0")
+    assert refused.exit_code == 2 and "trials of one group differ in model or data" in refused.output
+    assert _gate(run_dir, "--min", "clean_acc=0", "--allow-mixed").exit_code == 0
 
 
 def test_compare_with_one_seed_per_side_has_no_noise_estimate(runs, tmp_path):
@@ -220,8 +266,55 @@ def test_the_report_of_a_real_run_opens_with_the_verdict_and_keeps_percent(runs,
     markdown = (run_dir / "report.md").read_text()
     verdict = markdown.index("## Verdict per threat model")
     assert verdict < markdown.index("## Ranking per threat model") < markdown.index("## Cost")
-    assert "- Under standard, by clean accuracy (paired over 2 seeds, Holm-corrected)" in markdown
+    assert ("- Under standard, by clean accuracy (paired over 2 seeds and 48 test examples, "
+            "Holm-corrected)") in markdown
     assert (run_dir / "figures" / "verdict_frontiers.png").stat().st_size > 1000
     assert "frontier_robust_acc" not in markdown and "Trade-off frontiers" not in markdown
 
 
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+THREAT_MODELS = {"seeds": [0, 1], "schedules": ["constant"],
+                 "evaluation": {"attack": "pgd(eps=0.1, steps=3)", "subset": 30},
+                 "grids": [{"regimes": ["standard"]},
+                           {"regimes": [{"name": "dp", "target_epsilon": 3.0, "delta": 1.0e-5}]},
+                           {"poisoning": ["badnets(rate=0.1, target=0, size=2)"]}]}
+
+
+def _readme_gate() -> list[str]:
+    (line,) = [line for line in README.read_text().splitlines()
+               if line.startswith("robustlr gate RUN_DIR")]
+    return shlex.split(line.split("#")[0])[1:]
+
+
+def _holds(kind: str, mean: float, limit: float) -> bool:
+    return mean >= limit if kind == "--min" else mean <= limit
+
+
+def test_the_readme_gate_example_fails_or_passes_for_what_the_numbers_say(tmp_path):
+    """Issue 24: on the default run the README's example broke 108 of 192 checks, 82 of them
+    'missing' (asr exists only for poisoning, epsilon only for DP). Here it runs on a run with
+    standard, DP and poisoning trials; every check is recomputed from summary.json."""
+    run_dir = _run(tmp_path / "threats", config=THREAT_MODELS)
+    args = _readme_gate()
+    assert args[:2] == ["gate", "RUN_DIR"]
+    bounds = [(kind, *text.split("=")) for kind, text in zip(args[2::2], args[3::2])]
+    assert {name for _, name, _ in bounds} == {"clean_acc", "robust_acc", "epsilon", "asr"}
+    groups: dict[tuple, list[dict]] = {}
+    for record in _summary(run_dir):
+        assert record["status"] == "ok", record.get("error")
+        groups.setdefault((record["regime"], record["poison"]), []).append(record)
+    expected = []
+    for kind, name, limit in bounds:
+        for (regime, poison), records in groups.items():
+            if (name == "epsilon" and not regime.startswith("dp")) or (name == "asr" and poison == "none"):
+                continue  # not defined for that threat model
+            mean = sum(r[name] for r in records) / len(records)
+            expected.append(_holds(kind, mean * (100 if name.endswith(("acc", "asr")) else 1),
+                                   float(limit)))
+    assert len(expected) == 2 * 3 + 1 + 1  # accuracies on every group, epsilon and asr on one
+    result = _gate(*[a.replace("RUN_DIR", str(run_dir)) for a in args[1:]])
+    assert result.exit_code == (0 if all(expected) else 1), result.output
+    broken = expected.count(False)
+    assert f"{len(expected)} checks, {broken} broken (0 missing)" in result.output

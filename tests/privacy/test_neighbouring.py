@@ -33,7 +33,8 @@ from robustlr.training.trial import prepare_data, run_trial
 N, TEST, SHAPE = 300, 90, (1, 6, 6)
 DP = "dp(noise_multiplier=1.0, max_grad_norm=1.0)"
 POST_PROCESSING = {"val_loss", "val_acc", "test_loss", "test_acc", "clean_acc", "clean_acc_best",
-                   "best_epoch", "best_val", "val_acc_best", "per_class_acc"}
+                   "best_epoch", "best_val", "val_acc_best", "per_class_acc", "worst_class",
+                   "worst_class_acc", "worst_class_gap"}
 """Computed from the noised weights on the validation/test splits, which the two data sets
 share: post-processing, free to differ."""
 

@@ -51,6 +51,23 @@ def test_ranking_keeps_only_groups_whose_seed_means_meet_every_bound_best_first(
     assert "2 of 4 groups qualify" in texts(document)
 
 
+def test_a_backdoored_group_never_qualifies_unless_asked():
+    """Issue 24: a model with 99.1% attack success ranked 8th among the qualifying groups."""
+    backdoored = [*SUMMARIES[:2], *[record("wsd", s, robust_acc=0.9, epsilon=2.0, asr=0.991)
+                                    for s in (0, 1)]]
+    document = Document("t")
+    constrained_section(document, backdoored, ReportConfig(rank_by="robust_acc", max={"epsilon": 3}))
+    ranking, excluded = tables(document)
+    assert [row[1].split(" / ")[0] for row in ranking.rows] == ["cosine"]
+    assert excluded.rows[0][-1] == "backdoored: asr 99.1% > 50% (report.backdoored_asr)"
+    assert "never qualifies" in texts(document)
+    for asked in (ReportConfig(rank_by="robust_acc", max={"epsilon": 3}, backdoored_asr=None),
+                  ReportConfig(rank_by="robust_acc", max={"epsilon": 3, "asr": 100})):
+        allowed = Document("t")
+        constrained_section(allowed, backdoored, asked)
+        assert [row[1].split(" / ")[0] for row in tables(allowed)[0].rows] == ["wsd", "cosine"]
+
+
 def test_a_lower_is_better_objective_ranks_ascending_and_no_settings_means_no_section():
     document = Document("t")
     constrained_section(document, SUMMARIES, ReportConfig(rank_by="epsilon", min={"robust_acc": 50}))

@@ -149,6 +149,32 @@ def test_select_lr_reports_each_schedule_at_its_best_validation_scale():
     assert "select_lr: validation" in " ".join(blocks(document, "text"))
 
 
+def test_adversarial_lr_scales_are_chosen_by_robust_validation_accuracy():
+    """Issue 24: the report looked for monitor_val_robust_acc in summaries that never had it
+    and chose adversarial LR scales by clean validation accuracy without saying so. Here clean
+    validation favours x0.5 and robust validation favours x1: adversarial training takes x1,
+    standard training x0.5, and the report names both numbers."""
+    summaries, rows = fake_run(FIVE[:2], THREATS[:2], seeds=3, lr_scales=(0.5, 1.0))
+    for record in summaries:
+        half = record["lr_scale"] == 0.5
+        record["val_acc"] = 0.99 if half else 0.5
+        if record["regime"].startswith("pgd_at"):
+            record["monitor_val_robust_acc"] = 0.3 if half else 0.6
+    document = compose("t", summaries, rows, ReportConfig(select_lr="validation"))
+    (table,) = [t for t in blocks(document, "table") if t.header[0] == "threat model"]
+    chosen = {(row[0], row[2]) for row in table.rows}
+    assert {("standard", "constant (x0.5 chosen)"),
+            ("pgd_at(eps=0.1, steps=5)", "constant (x1 chosen)")} <= chosen
+    text = " ".join(blocks(document, "text"))
+    assert "robust validation accuracy (monitor_val_robust_acc" in text
+    assert "under pgd_at(eps=0.1, steps=5) the best robust" in text
+    for record in summaries:  # a run that did not record it falls back, and says so
+        record.pop("monitor_val_robust_acc", None)
+    document = compose("t", summaries, rows, ReportConfig(select_lr="validation"))
+    text = " ".join(blocks(document, "text"))
+    assert "clean validation accuracy, as its trials recorded no monitor_val_robust_acc" in text
+
+
 def test_paired_difference_matches_scipy_and_holm_steps_down():
     a, b = {0: 0.80, 1: 0.82, 2: 0.79, 3: 0.85}, {0: 0.70, 1: 0.75, 2: 0.71, 3: 0.74, 9: 0.1}
     result = paired(a, b)

@@ -124,13 +124,13 @@ def probed():
     return train({"schedules": ["constant"], "regimes": ["standard", "pgd_at(eps=0.15, steps=3)"],
                   "train": {"epochs": 4},
                   "evaluation": {"attack": "pgd(eps=0.15, steps=5)", "subset": 30,
-                                 "select": "robust", "final": ["pgd(eps=0.15, steps=10)"]}},
+                                 "final": ["pgd(eps=0.15, steps=10)"]}},
                  probes=True)
 
 
 def test_the_robustness_probe_records_the_monitor_trajectory_under_monitor_names(probed):
     for summary, rows in probed.values():
-        assert {"monitor_robust_acc", "monitor_fgsm_acc", "monitor_val_robust_acc"} <= set(rows[0])
+        assert {"monitor_robust_acc", "monitor_fgsm_acc"} <= set(rows[0])
         assert not {"robust_acc", "fgsm_acc", "val_robust_acc"} & set(rows[0])
         monitor = [row["monitor_robust_acc"] for row in rows]
         assert summary["monitor_robust_acc"] == monitor[-1]
@@ -144,6 +144,24 @@ def test_the_robustness_probe_records_the_monitor_trajectory_under_monitor_names
     standard = probed["standard"][0]["monitor_robust_acc_best"]
     adversarial = probed["pgd_at(eps=0.15, steps=3)"][0]["monitor_robust_acc_best"]
     assert adversarial > standard
+
+
+def test_adversarial_training_selects_its_best_epoch_by_robust_validation_accuracy(probed):
+    """Issue 24: evaluation.select defaults to "auto": robust validation accuracy chooses the
+    best epoch under an adversarial regime and is recorded in the summary (the report's LR
+    choice reads it there); standard training keeps clean validation accuracy."""
+    summary, rows = probed["pgd_at(eps=0.15, steps=3)"]
+    assert summary["best_epoch_by"] == "monitor_val_robust_acc"
+    assert summary["monitor_val_robust_acc"] == rows[-1]["monitor_val_robust_acc"]
+    robust = [row["monitor_val_robust_acc"] for row in rows]
+    assert summary["best_robust_epoch"] == summary["best_epoch"] == robust.index(max(robust)) + 1
+    standard, standard_rows = probed["standard"]
+    assert standard["best_epoch_by"] == "val_acc" and "monitor_val_robust_acc" not in standard
+    assert "monitor_val_robust_acc" not in standard_rows[0]
+    clean = [row["val_acc"] for row in standard_rows]
+    assert standard["best_epoch"] == clean.index(max(clean)) + 1
+    for record, _ in probed.values():  # the worst class of the cascade's per-class numbers
+        assert record["robust_worst_class_acc"] == min(record["robust_per_class_acc"])
 
 
 def test_robust_acc_is_one_headline_the_final_cascade_on_the_whole_test_set(probed):

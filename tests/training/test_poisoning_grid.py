@@ -36,7 +36,7 @@ def independent_backdoor(probe, model) -> dict[str, float]:
         predicted = model(probe.poison.apply_trigger(x[outside])).argmax(1)
     model.train(was_training)
     return {"asr": (predicted == probe.poison.target).float().mean().item(),
-            "ra": (predicted == y[outside]).float().mean().item()}
+            "ra": (predicted == y[outside]).float().mean().item(), "examples": int(outside.sum())}
 
 
 def independent_filter(keep, poisoned_indices) -> dict[str, float]:
@@ -79,6 +79,7 @@ def test_a_backdoor_with_and_without_a_filter_reports_its_fields(tmp_path, monke
         assert record["asr"] == pytest.approx(expected["asr"], abs=1e-9)
         assert record["ra"] == pytest.approx(expected["ra"], abs=1e-9)
         assert record["asr_best"] >= record["asr"] - 1e-9
+        assert record["asr_examples"] == expected["examples"]
     assert "filter_recall" not in unfiltered
     assert filtered["filter"] == "spectral"
     (expected,) = filtering

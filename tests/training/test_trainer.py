@@ -123,6 +123,10 @@ def test_each_epoch_row_and_the_summary_are_what_the_loop_measured(monkeypatch):
     assert summary["train_loss"] == rows[-1]["train_loss"] and summary["lr_final"] == rows[-1]["lr"]
     assert summary["per_class_acc"] == [rows[-1][f"test_acc_class{k}"]
                                         for k in range(bundle.num_classes)]
+    per_class = summary["per_class_acc"]
+    assert summary["worst_class_acc"] == min(per_class) == per_class[summary["worst_class"]]
+    assert summary["worst_class_gap"] == pytest.approx(sum(per_class) / len(per_class) - min(per_class))
+    assert summary["test_examples"] == len(bundle.test[1])
     best = max(range(3), key=lambda i: (rows[i]["val_acc"], -i))  # the first best epoch
     assert summary["best_epoch"] == best + 1
     assert summary["clean_acc_best"] == rows[best]["test_acc"]
@@ -161,11 +165,11 @@ def test_checkpoints_keep_the_best_and_the_last_epoch_as_asked(tmp_path, keep, f
 def test_selection_is_by_validation_accuracy_else_the_test_number():
     row = {"val_acc": 0.5, "test_acc": 0.9, "monitor_val_robust_acc": 0.2,
            "monitor_robust_acc": 0.7}
-    assert loop._selection_score(row, "clean") == 0.5
-    assert loop._selection_score(row, "robust") == 0.2
+    assert loop._selection_score(row, robust=False) == 0.5
+    assert loop._selection_score(row, robust=True) == 0.2
     no_val = {"val_acc": math.nan, "test_acc": 0.9, "monitor_robust_acc": 0.7}
-    assert loop._selection_score(no_val, "clean") == 0.9
-    assert loop._selection_score(no_val, "robust") == 0.7
+    assert loop._selection_score(no_val, robust=False) == 0.9
+    assert loop._selection_score(no_val, robust=True) == 0.7
 
 
 def test_per_class_numbers_are_ordered_by_class_number_not_by_text():
@@ -279,13 +283,14 @@ def test_the_best_epoch_follows_the_configured_selection_and_needs_no_folder():
 
     plain, bundle = prepared()
     trial = expand(plain)[0]
-    config = SimpleNamespace(evaluation=SimpleNamespace(select="robust"),  # as the loop reads it
-                             train=SimpleNamespace(checkpoints="both"))
+    config = SimpleNamespace(train=SimpleNamespace(checkpoints="both"))  # as the loop reads it
     run = loop._Progress()
     for epoch, (val, robust) in enumerate([(0.9, 0.1), (0.5, 0.4), (0.95, 0.3)], start=1):
         run.history.append({"val_acc": val, "test_acc": val, "monitor_val_robust_acc": robust})
-        loop._checkpoint(config, None, None, bundle, trial, run, epoch, private=False)  # no file
+        loop._checkpoint(config, None, None, bundle, trial, run, epoch, private=False,
+                         robust=True)  # no file
     assert (run.best_epoch, run.best_val) == (2, 0.4)
+    assert loop._best_epoch_by(run, robust=True) == "monitor_val_robust_acc"
 
 
 def test_a_regime_that_asks_to_stop_ends_the_trial_after_the_epochs_row(monkeypatch):

@@ -27,7 +27,10 @@ def ranking_section(document: Document, judged: list[Judged]) -> None:
     document.heading("Ranking per threat model")
     document.text("Ranked by the threat model's main metric (seed mean ± 95% t-interval). "
                   "'vs leader': paired difference ± 95% interval over shared seeds, and the "
-                  "Holm-corrected p-value of a paired t-test.")
+                  "Holm-corrected p-value of a paired t-test over seeds; for a share of test "
+                  "examples (accuracy, attack success), the larger of that and an exact sign "
+                  "test over the fewest test examples that make the gaps, and a mean gap of one "
+                  "example or less is never behind.")
     document.table(["threat model", "rank", "schedule", "seeds", "metrics", "vs leader",
                     "on frontier"], table)
 

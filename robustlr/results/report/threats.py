@@ -4,8 +4,9 @@ across them: a DP trial is not ranked beside a PGD-AT one. Each threat model nam
 metrics of its frontier and the one its ranking and verdict use.
 
 With ``select_lr: validation`` each schedule is reported, within each threat model, at the LR
-scale whose trials have the best mean validation accuracy (validation robust accuracy under an
-adversarial regime when it was measured): test numbers never choose the LR. Under DP that
+scale whose trials have the best mean validation accuracy (validation robust accuracy,
+``monitor_val_robust_acc``, under an adversarial regime, where it is measured by default;
+the report says when it was not): test numbers never choose the LR. Under DP that
 choice reads the private validation split, so it is report-noisy-max with its own epsilon
 (robustlr/results/selection.py), unless the trials declared the split public."""
 
@@ -91,9 +92,29 @@ def better(metric: str) -> int:
     return -1 if metric in LOWER_IS_BETTER else 1
 
 
+ROBUST_VALIDATION = "monitor_val_robust_acc"
+
+
 def _validation_key(records: list[dict], threat: Threat) -> str:
-    return "monitor_val_robust_acc" if threat.kind == "adversarial" and any(
-        finite(r.get("monitor_val_robust_acc")) is not None for r in records) else "val_acc"
+    return ROBUST_VALIDATION if threat.kind == "adversarial" and any(
+        finite(r.get(ROBUST_VALIDATION)) is not None for r in records) else "val_acc"
+
+
+def selection_text(threats: dict[Threat, list[dict]]) -> str:
+    """What chose the LR scales, per threat model, for the report to name: robust validation
+    accuracy under adversarial training when the trials recorded it, else clean validation
+    accuracy, and a word where an adversarial threat model had to fall back to it."""
+    robust = [t.name for t, runs in threats.items() if _validation_key(runs, t) == ROBUST_VALIDATION]
+    clean = [t.name for t, runs in threats.items()
+             if t.kind == "adversarial" and _validation_key(runs, t) != ROBUST_VALIDATION]
+    text = "validation accuracy (val_acc)"
+    if robust:
+        text += (f"; under {', '.join(robust)} the best robust validation accuracy "
+                 f"({ROBUST_VALIDATION}, as adversarial training is selected: Rice et al. 2020)")
+    if clean:
+        text += (f"; under {', '.join(clean)} clean validation accuracy, as its trials recorded "
+                 f"no {ROBUST_VALIDATION} (evaluation.select: clean)")
+    return text
 
 
 def _validation_score(records: list[dict], threat: Threat) -> float:
@@ -155,6 +176,7 @@ class Judged:
     entries: list[Entry]  # ranked, leader first
     seeds: int
     leader_privacy: Ledger | None = None  # DP: the leader's ledger, every choice included
+    examples: int | None = None  # test examples the primary metric counts (None: not a share)
 
     def tied(self, entry: Entry) -> bool:
         return not (math.isfinite(entry.p_holm) and entry.p_holm < ALPHA)

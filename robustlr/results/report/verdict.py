@@ -2,9 +2,11 @@
 onecycle and cosine are tied within noise; constant is 4.1 ± 1.2 points less robust"), the
 frontier of that threat model alone (small multiples, one colour per schedule) and its ranking.
 
-Differences are paired by seed against the leading schedule, tested with a paired t-test and
-Holm-corrected over the comparisons of the threat model; with one seed nothing is called a
-difference."""
+Differences are paired by seed against the leading schedule, judged over seeds and test
+examples together (a paired t-test over seeds and an exact sign test over the fewest test
+examples that make the gaps, both must reject; never a gap of one example or less:
+``results.stats.paired_over_examples``) and Holm-corrected over the comparisons of the threat
+model; with one seed nothing is called a difference."""
 
 from __future__ import annotations
 
@@ -15,8 +17,18 @@ from robustlr.results.report.document import Document
 from robustlr.results.report.frontier_figure import frontiers
 from robustlr.results.report.plotting import scale
 from robustlr.results.report.selection_cost import attach_costs, cost_clause, cost_table
-from robustlr.results.report.threats import NAMES, Entry, Judged, Threat, better, group_label, select_scales, split
-from robustlr.results.stats import group, holm, interval, paired
+from robustlr.results.report.threats import (
+    NAMES,
+    Entry,
+    Judged,
+    Threat,
+    better,
+    group_label,
+    select_scales,
+    selection_text,
+    split,
+)
+from robustlr.results.stats import example_count, group, holm, interval, paired_over_examples
 
 WORSE = {"clean_acc": "less accurate", "robust_acc": "less robust",
          "asr": "more often backdoored (ASR)"}
@@ -36,15 +48,18 @@ def judge(threat: Threat, records: list[dict], select_lr: str = "none",
         entries.append(Entry(schedule, label, runs, means))
     sign = better(threat.primary)
     entries.sort(key=lambda e: -sign * _value(e.means[threat.primary].mean, sign))
+    examples = example_count([r for e in entries for r in e.runs], threat.primary)
     if entries:
         leader = {r.get("seed"): r.get(threat.primary) for r in entries[0].runs}
         for entry in entries[1:]:
-            entry.versus = paired({r.get("seed"): r.get(threat.primary) for r in entry.runs}, leader)
+            entry.versus = paired_over_examples(
+                {r.get("seed"): r.get(threat.primary) for r in entry.runs}, leader, examples)
         adjusted = holm([e.versus.p for e in entries[1:] if e.versus is not None])
         for entry, p in zip(entries[1:], adjusted):
             entry.p_holm = p
     _mark_front(threat, entries)
-    judged = Judged(threat, entries, max((len(e.runs) for e in entries), default=0))
+    judged = Judged(threat, entries, max((len(e.runs) for e in entries), default=0),
+                    examples=examples)
     attach_costs(judged, records, choices)
     return judged
 
@@ -90,7 +105,8 @@ def sentences(judged: Judged) -> str:
                 f"{order}{', ...' if len(entries) > 3 else ''}.{privacy}")
     tied = [e for e in entries[1:] if judged.tied(e)]
     worse = [e for e in entries[1:] if not judged.tied(e)]
-    text = (f"{head} (paired over {judged.seeds} seeds, Holm-corrected): {leader.label} leads "
+    over = f" and {judged.examples} test examples" if judged.examples else ""
+    text = (f"{head} (paired over {judged.seeds} seeds{over}, Holm-corrected): {leader.label} leads "
             f"({_amount(metric, leader.means[metric].mean)})")
     text += f"; {_names(tied)} {'is' if len(tied) == 1 else 'are'} tied with it within noise" \
         if tied else "; every other schedule is reliably behind"
@@ -113,7 +129,7 @@ def verdict_section(document: Document, summaries: list[dict], select_lr: str = 
     judged = [judge(t, records, select_lr, document.palette.names, selection_epsilon)
               for t, records in threats.items()]
     document.heading("Verdict per threat model")
-    note = (" Each schedule is shown at the LR scale with the best validation accuracy "
+    note = (f" Each schedule is shown at the LR scale with the best {selection_text(threats)} "
             "(select_lr: validation); test numbers never chose it. Under DP that choice is "
             "noisy (report-noisy-max on the private validation split) and its privacy cost is "
             "stated below." if select_lr == "validation" else "")

@@ -11,6 +11,7 @@ from robustlr.training.probes.base import Probe
 from robustlr.training.probes.certify import CertifyProbe
 from robustlr.training.probes.membership import MembershipProbe
 from robustlr.training.probes.robustness import CorruptionProbe, RobustnessProbe
+from robustlr.training.selection import selects_robust
 
 
 def build_probes(config, trial, data, poison=None) -> list[Probe]:
@@ -18,10 +19,13 @@ def build_probes(config, trial, data, poison=None) -> list[Probe]:
     evaluation, seed = config.evaluation, config.data.split_seed
     probes: list[Probe] = []
     if evaluation.attack is not None:
+        from robustlr.regimes import REGIMES
+
+        loss_kind = REGIMES.build(trial.regime).loss_kind  # a class attribute; nothing trains
         probes.append(RobustnessProbe(
             attack=evaluation.attack, final=list(evaluation.final), test=data.test,
             val=data.val, subset=evaluation.subset, seed=seed, sanity_checks=evaluation.sanity,
-            batch_size=evaluation.batch_size, select_robust=evaluation.select == "robust",
+            batch_size=evaluation.batch_size, select_robust=selects_robust(evaluation, loss_kind),
             final_subset=evaluation.final_subset))
     if evaluation.corruptions:
         probes.append(CorruptionProbe(test=data.test, seed=seed, batch_size=evaluation.batch_size))

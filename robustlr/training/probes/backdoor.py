@@ -41,5 +41,7 @@ class BackdoorProbe(Probe):
             return {}
         metrics = self._measure(model)
         first = next((i + 1 for i, a in enumerate(self.asr) if a >= 0.5), None)
+        # ASR and RA are shares of the test examples outside the target class
+        outside = int((self.test[1] != self.poison.target).sum())
         return {"asr": metrics["asr"], "ra": metrics["ra"], "asr_best": max(self.asr),
-                "backdoor_epoch": first}
+                "backdoor_epoch": first, "asr_examples": outside}

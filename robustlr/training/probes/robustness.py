@@ -126,6 +126,9 @@ class RobustnessProbe(Probe):
             "robust_eval": f"monitor {self.attack_spec}",
             "robust_examples": len(self.test_subset[1]),
         }
+        validation = [r["monitor_val_robust_acc"] for r in self.history if "monitor_val_robust_acc" in r]
+        if validation:  # measured to select on it: the report's LR choice reads the last one
+            summary["monitor_val_robust_acc"] = validation[-1]
         if self.final_specs:
             summary.update(self._final_cascades(model))
         summary["robust_gap"] = summary["robust_acc_best"] - summary["robust_acc"]
