@@ -23,12 +23,14 @@ from robustlr.results.report.robustness import robustness_section
 from robustlr.results.report.sections import clean_sections, failures_section, status_line
 from robustlr.results.report.sensitivity import sensitivity_section
 from robustlr.results.report.setup import data_name, setup_text
+from robustlr.results.report.slices import slices_section
 from robustlr.results.report.verdict import verdict_section
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # The evidence after the verdict; each skips itself when its fields are absent.
-SECTIONS: list[Section] = [clean_sections, robustness_section, certified_section, privacy_section,
+SECTIONS: list[Section] = [clean_sections, robustness_section, slices_section, certified_section,
+                           privacy_section,
                            poisoning_section, sensitivity_section, averaging_section, failures_section]
 
 

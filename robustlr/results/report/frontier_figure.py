@@ -8,11 +8,10 @@ vary. Points sit on the plot even at 0% or 100% (never clipped by the frame)."""
 from __future__ import annotations
 
 import math
-import textwrap
 
 from robustlr.results.report.defence_cost import mean_of, reference_entries
 from robustlr.results.report.document import Document
-from robustlr.results.report.plotting import axis_label, bounded, label_points, panels, scale, set_limits
+from robustlr.results.report.plotting import axis_label, bounded, label_points, panels, scale, set_limits, title
 from robustlr.results.report.threats import NAMES, Entry, Judged, Threat, better
 from robustlr.results.stats import Interval
 
@@ -50,11 +49,6 @@ def one_epsilon(judged: Judged) -> bool:
         return False
     spent = [e.means["epsilon"].mean for e in judged.entries if e.means["epsilon"].n]
     return bool(spent) and max(spent) - min(spent) <= 0.05 * max(spent)
-
-
-def title(text: str, width: int = 50) -> str:
-    """A panel title wrapped to the panel's width, so neighbouring titles never overprint."""
-    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _unclipped(container) -> None:
