@@ -52,6 +52,10 @@ def open_page(report, shots: str):
                 frontier: (() => { const r = document.querySelector('#verdict_frontiers img');
                     return r ? {top: r.getBoundingClientRect().top,
                                 bottom: r.getBoundingClientRect().bottom} : null; })(),
+                cost: (() => { const t = document.querySelector('#defence_cost');
+                    return t ? {bottom: t.getBoundingClientRect().bottom,
+                                rows: t.querySelectorAll('tbody tr').length} : null; })(),
+                setup: document.querySelector('p').innerText,
                 headings: Array.from(document.querySelectorAll('h2')).map(h => h.innerText),
                 wide: document.documentElement.scrollWidth})""")
             page.screenshot(path=str(report.parent / f"{shots}_first_screen.png"))
@@ -71,6 +75,10 @@ def check_first_screen(found: dict, threats: list[str]) -> None:
     frontier = found["frontier"]
     assert frontier is not None and frontier["bottom"] <= FIRST_SCREEN["height"], frontier
     assert found["wide"] <= FIRST_SCREEN["width"]  # nothing pushes the page sideways
+    # issue 24: what was audited, and what each defence costs against standard training
+    assert "Model " in found["setup"] and "; data " in found["setup"], found["setup"]
+    cost = found["cost"]
+    assert cost is not None and cost["rows"] > 0 and cost["bottom"] <= frontier["top"], cost
 
 
 def check_clean(report, found, problems, outside) -> None:
