@@ -14,8 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from robustlr.config import ReportConfig
 from robustlr.results.report import compose
-from robustlr.results.report.schedule_notes import never_fired
 from robustlr.results.report import setup as report_setup
+from robustlr.results.report.schedule_notes import never_fired
 from robustlr.results.stats import interval
 
 FIVE = DEFAULT_SCHEDULES[:5]
