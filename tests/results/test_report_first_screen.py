@@ -15,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from robustlr.config import ReportConfig
 from robustlr.results.report import compose
 from robustlr.results.report import setup as report_setup
+from robustlr.results.report.defence_cost import FIRST_SCREEN_ROWS, cell_text
 from robustlr.results.report.schedule_notes import never_fired
 from robustlr.results.stats import interval
 
@@ -218,3 +219,16 @@ def test_costs_are_not_a_number_where_nothing_was_measured():
     cost = table(compose("t", summaries, rows, ReportConfig()), "defence_cost")
     assert cost.header == ["schedule", "clean %", "Δ clean"]
     assert all(not math.isnan(float(row[1])) for row in cost.rows)
+
+
+def test_a_long_cost_table_follows_the_frontiers_so_they_stay_on_the_first_screen():
+    summaries, rows = fake_run(DEFAULT_SCHEDULES[:FIRST_SCREEN_ROWS + 1], THREATS[:2], seeds=2)
+    document = compose("t", summaries, rows, ReportConfig())
+    kinds = [(k, getattr(v, "name", "")) for k, v in document.blocks]
+    assert kinds.index(("table", "defence_cost")) > kinds.index(("plot", "verdict_frontiers"))
+    assert len(table(document, "defence_cost").rows) == FIRST_SCREEN_ROWS + 1
+
+
+def test_a_change_that_rounds_to_zero_has_no_sign():
+    assert [cell_text(v, "clean") for v in (-0.0004, 0.0004, -0.0123, 0.5)] == [
+        "0.0", "0.0", "−1.2", "+50.0"]

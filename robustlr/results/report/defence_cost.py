@@ -16,6 +16,9 @@ from robustlr.results.stats import finite, interval
 # the columns each kind of threat model gets, after the change in clean accuracy
 _COLUMNS = {"adversarial": ("robust",), "dp": ("robust", "epsilon"), "poison": ("asr",)}
 _HEADERS = {"clean": "Δ clean", "robust": "Δ robust", "epsilon": "ε spent", "asr": "ASR %"}
+# Up to this many schedules the table goes between the verdict and the frontiers (both on the
+# first screen, 1,400 x 1,200); a longer one follows the frontiers so they stay on it.
+FIRST_SCREEN_ROWS = 8
 
 
 @dataclass(frozen=True)
@@ -47,37 +50,49 @@ def reference_entries(judged: list[Judged]) -> dict[str, Entry]:
     return {e.schedule: e for e in standard.entries} if standard else {}
 
 
-def _text(value: float, what: str) -> str:
+def cell_text(value: float, what: str) -> str:
     if not math.isfinite(value):
         return "-"
     if what == "epsilon":
         return f"{value:.2f}"
     if what in ("asr", "percent"):
         return f"{100 * value:.1f}"
-    return f"{100 * value:+.1f}".replace("-", "−")  # a real minus: the sign must not be missed
+    points = round(100 * value, 1)
+    if points == 0:
+        return "0.0"  # never "-0.0" or "+0.0": no change at this precision
+    return f"{points:+.1f}".replace("-", "−")  # a real minus: the sign must not be missed
+
+
+def _defences(judged: list[Judged]) -> list[Judged]:
+    return [j for j in judged if j.threat.kind in _COLUMNS] if reference_entries(judged) else []
+
+
+def defended(document: Document, judged: list[Judged]) -> list[str]:
+    """The schedules the table has a row for: those run under at least one defence."""
+    defences = _defences(judged)
+    return [s for s in document.palette.order
+            if any(e.schedule == s for j in defences for e in j.entries)]
 
 
 def defence_cost_table(document: Document, judged: list[Judged]) -> None:
     """The table; nothing when no defence ran beside standard training."""
-    defences = [j for j in judged if j.threat.kind in _COLUMNS]
+    defences = _defences(judged)
     references = reference_entries(judged)
-    if not defences or not references:
+    if not defences:
         return
     robust = any(math.isfinite(mean_of(e.runs, "robust_acc")) for e in references.values())
     columns = {j.threat: [c for c in ("clean", *_COLUMNS[j.threat.kind]) if robust or c != "robust"]
                for j in defences}
-    schedules = [s for s in document.palette.order
-                 if any(e.schedule == s for j in defences for e in j.entries)]
     rows = []
-    for schedule in schedules:
+    for schedule in defended(document, judged):
         reference = references.get(schedule)
         row = [document.palette.name(schedule)]
-        row += [_text(mean_of(reference.runs, k), "percent") if reference else "-"
+        row += [cell_text(mean_of(reference.runs, k), "percent") if reference else "-"
                 for k in ("clean_acc", "robust_acc")[:1 + robust]]
         for item in defences:
             entry = next((e for e in item.entries if e.schedule == schedule), None)
             values = cost(entry, reference) if entry else None
-            row += [_text(getattr(values, c), c) if values else "" for c in columns[item.threat]]
+            row += [cell_text(getattr(values, c), c) if values else "" for c in columns[item.threat]]
         rows.append(row)
     header = ["schedule", "clean %", "robust %"][:2 + robust]
     header += [_HEADERS[c] for item in defences for c in columns[item.threat]]

@@ -123,7 +123,7 @@ def _page(title: str, body: str) -> str:
     style = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;"
              "padding:2px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
-             "th[colspan]{text-align:center}p{margin:.5em 0}"
+             "th[colspan]{text-align:center}tr th:first-child{text-align:left}p{margin:.5em 0}"
              "img{max-width:100%}figcaption{color:#555;font-size:90%}"
              "ul.verdict{margin:.4em 0;padding-left:1.2em}ul.verdict li{margin:.2em 0}"
              "h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.3em;margin:.7em 0 .3em}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from robustlr.config import SELECTION_EPSILON
-from robustlr.results.report.defence_cost import defence_cost_table
+from robustlr.results.report.defence_cost import FIRST_SCREEN_ROWS, defence_cost_table, defended
 from robustlr.results.report.document import Document
 from robustlr.results.report.frontier_figure import frontiers
 from robustlr.results.report.plotting import scale
@@ -126,7 +126,11 @@ def verdict_section(document: Document, summaries: list[dict], select_lr: str = 
     document.bullets([sentences(j) for j in judged])
     for note in never_fired(summaries, rows or []):
         document.text(note)
-    defence_cost_table(document, judged)
+    first = len(defended(document, judged)) <= FIRST_SCREEN_ROWS
+    if first:
+        defence_cost_table(document, judged)
     frontiers(document, judged)
+    if not first:
+        defence_cost_table(document, judged)
     cost_table(document, judged)
     return judged
