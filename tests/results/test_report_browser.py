@@ -14,6 +14,7 @@ from fake_run import DEFAULT_SCHEDULES, THREATS, fake_run
 
 from robustlr.config import ReportConfig, from_mapping
 from robustlr.results.report import build_report
+from robustlr.results.report.defence_cost import FIRST_SCREEN_ROWS
 from robustlr.runs.folder import run_in_folder
 from tests.helpers import tiny
 
@@ -52,6 +53,10 @@ def open_page(report, shots: str):
                 frontier: (() => { const r = document.querySelector('#verdict_frontiers img');
                     return r ? {top: r.getBoundingClientRect().top,
                                 bottom: r.getBoundingClientRect().bottom} : null; })(),
+                cost: (() => { const t = document.querySelector('#defence_cost');
+                    return t ? {bottom: t.getBoundingClientRect().bottom,
+                                rows: t.querySelectorAll('tbody tr').length} : null; })(),
+                setup: document.querySelector('p').innerText,
                 headings: Array.from(document.querySelectorAll('h2')).map(h => h.innerText),
                 wide: document.documentElement.scrollWidth})""")
             page.screenshot(path=str(report.parent / f"{shots}_first_screen.png"))
@@ -71,6 +76,12 @@ def check_first_screen(found: dict, threats: list[str]) -> None:
     frontier = found["frontier"]
     assert frontier is not None and frontier["bottom"] <= FIRST_SCREEN["height"], frontier
     assert found["wide"] <= FIRST_SCREEN["width"]  # nothing pushes the page sideways
+    # issue 24: what was audited, and what each defence costs against standard training
+    assert "Model " in found["setup"] and "; data " in found["setup"], found["setup"]
+    cost = found["cost"]
+    assert cost is not None and cost["rows"] > 0, cost
+    if cost["rows"] <= FIRST_SCREEN_ROWS:  # a longer table follows the frontiers
+        assert cost["bottom"] <= frontier["top"], cost
 
 
 def check_clean(report, found, problems, outside) -> None:

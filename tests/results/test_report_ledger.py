@@ -53,7 +53,7 @@ def test_a_trial_without_a_guarantee_is_named_and_placed_at_no_epsilon_level():
                for t in texts)
     ranked = _tables(document)[("epsilon level", "rank", "schedule", "regime", "LR scale",
                                 "seeds", "ε spent", "clean acc %", "best-epoch acc %",
-                                "vs best (95% intervals)", "status")]
+                                "verdict", "status")]
     assert {row[3] for row in ranked} == {"dp(target_epsilon=3)"}
     verdict = next(value for kind, value in document.blocks if kind == "bullets")
     assert any("poisson=false), no DP guarantee" in line for line in verdict)

@@ -22,25 +22,29 @@ from robustlr.results.report.ranking import ranking_section
 from robustlr.results.report.robustness import robustness_section
 from robustlr.results.report.sections import clean_sections, failures_section, status_line
 from robustlr.results.report.sensitivity import sensitivity_section
+from robustlr.results.report.setup import data_name, setup_text
+from robustlr.results.report.slices import slices_section
 from robustlr.results.report.verdict import verdict_section
 
 Section = Callable[[Document, list[dict[str, Any]], list[dict[str, Any]]], None]
 
 # The evidence after the verdict; each skips itself when its fields are absent.
-SECTIONS: list[Section] = [clean_sections, robustness_section, certified_section, privacy_section,
+SECTIONS: list[Section] = [clean_sections, robustness_section, slices_section, certified_section,
+                           privacy_section,
                            poisoning_section, sensitivity_section, averaging_section, failures_section]
 
 
 def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, Any]],
-            ranking=None) -> Document:
+            ranking=None, data: str | None = None) -> Document:
     """The report as a document, not yet rendered. ``ranking`` (a config's ``report``
     settings) adds the ranking under constraints and chooses the LR scale per schedule
-    (``select_lr``)."""
+    (``select_lr``); ``data`` names the data set when the records do not."""
     document = Document(f"robustlr report: {title}",
                         palette=Palette(str(r.get("schedule")) for r in summaries))
-    status_line(document, summaries)
+    status_line(document, summaries, setup_text(summaries, data))
     judged = verdict_section(document, summaries, getattr(ranking, "select_lr", "none"),
-                             getattr(ranking, "selection_epsilon", SELECTION_EPSILON))
+                             getattr(ranking, "selection_epsilon", SELECTION_EPSILON), rows)
+    document.verdicts = judged
     constrained_section(document, summaries, ranking)
     ranking_section(document, judged)
     for section in SECTIONS:
@@ -50,7 +54,7 @@ def compose(title: str, summaries: list[dict[str, Any]], rows: list[dict[str, An
 
 def build_report(run_dir: Path, title: str, summaries: list[dict[str, Any]],
                  rows: list[dict[str, Any]], ranking=None) -> None:
-    compose(title, summaries, rows, ranking).render(run_dir)
+    compose(title, summaries, rows, ranking, data_name(run_dir)).render(run_dir)
 
 
 __all__ = ["build_report", "compose", "SECTIONS", "Document"]

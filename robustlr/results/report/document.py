@@ -23,6 +23,8 @@ from robustlr.results.report.plotting import Palette  # noqa: E402
 class Table:
     header: list[str]
     rows: list[list[str]]
+    groups: list[tuple[str, int]] = field(default_factory=list)  # (label, columns) above header
+    name: str = ""  # the HTML id, for tables a reader (or a test) looks up
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Document:
     title: str
     blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, text/Table/Plot/list)
     palette: Palette = field(default_factory=lambda: Palette([]))  # one colour per schedule
+    verdicts: list[Any] = field(default_factory=list)  # the verdict's Judged, for sections that restate it
 
     def heading(self, text: str) -> None:
         self.blocks.append(("heading", text))
@@ -47,8 +50,10 @@ class Document:
     def bullets(self, items: list[str]) -> None:
         self.blocks.append(("bullets", list(items)))
 
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
-        self.blocks.append(("table", Table(header, rows)))
+    def table(self, header: list[str], rows: list[list[str]], *,
+              groups: list[tuple[str, int]] | None = None, name: str = "") -> None:
+        """``groups`` spans a label over consecutive columns, in a row above the header."""
+        self.blocks.append(("table", Table(header, rows, list(groups or []), name)))
 
     def plot(self, name: str, figure: Figure, caption: str) -> None:
         self.blocks.append(("plot", Plot(name, figure, caption)))
@@ -93,25 +98,35 @@ def _png(figure: Figure) -> bytes:
 
 
 def _markdown_table(table: Table) -> list[str]:
-    lines = ["| " + " | ".join(table.header) + " |", "|" + "---|" * len(table.header)]
+    header = table.header
+    if table.groups:  # Markdown has no spans: the group goes before each column's name
+        names = [label for label, span in table.groups for _ in range(span)]
+        header = [f"{group}: {name}" if group else name for group, name in zip(names, header)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     return lines
 
 
 def _html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in table.header) + "</tr>"
+    if table.groups:
+        head = "<tr>" + "".join(f'<th colspan="{span}">{html.escape(label)}</th>'
+                                for label, span in table.groups) + "</tr>" + head
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in table.rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    ident = f' id="{html.escape(table.name)}"' if table.name else ""
+    return f"<table{ident}><thead>{head}</thead><tbody>{rows}</tbody></table>"
 
 
 def _page(title: str, body: str) -> str:
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-             "padding:3px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+    # wide enough that the verdict, the cost table and the frontiers fit a 1,400 x 1,200 screen
+    style = ("body{font-family:system-ui,sans-serif;max-width:1320px;margin:1.2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;"
+             "padding:2px 8px;text-align:right}th{background:#f3f3f3}td:first-child{text-align:left}"
+             "th[colspan]{text-align:center}tr th:first-child{text-align:left}p{margin:.5em 0}"
              "img{max-width:100%}figcaption{color:#555;font-size:90%}"
              "ul.verdict{margin:.4em 0;padding-left:1.2em}ul.verdict li{margin:.2em 0}"
-             "h1{font-size:1.5em;margin:.3em 0}")
+             "h1{font-size:1.5em;margin:.3em 0}h2{font-size:1.3em;margin:.7em 0 .3em}")
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
             f"{html.escape(title)}</title><style>{style}</style></head><body>{body}</body></html>\n")
 

@@ -5,6 +5,7 @@ of long legends (a legend never holds more than :data:`MAX_LEGEND` entries)."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 
 from matplotlib import colormaps
@@ -80,6 +81,12 @@ def panels(count: int, *, columns: int = 3, width: float = 3.6,
     for axes in flat[count:]:
         figure.delaxes(axes)
     return figure, flat[:count]
+
+
+def title(text: str, width: int = 50) -> str:
+    """A panel title wrapped to the width of a default panel (3.6 in at 8 pt), so neighbouring
+    titles never overprint each other."""
+    return textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def short_names(specs: Iterable[str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from robustlr.results.report.document import Document
+from robustlr.results.report.equal_epsilon import equal_epsilon_ranking
 from robustlr.results.report.ledger import ledger_section
 from robustlr.results.report.plotting import bounded, legend, set_limits
 from robustlr.results.report.robustness import _mean_curve, _pareto
@@ -41,7 +42,7 @@ def privacy_section(document: Document, summaries: list[dict], rows: list[dict])
     if private:
         _accuracy_vs_epsilon(document, private, summaries)
         _epsilon_per_epoch(document, private, rows)
-        _ranking(document, private)
+        equal_epsilon_ranking(document, _levels(private))
         _exhausted(document, private)
         _canary_audit(document, private)
     if ledgered:
@@ -156,33 +157,6 @@ def _epsilon_per_epoch(document: Document, private: list[dict], rows: list[dict]
     document.plot("privacy_epsilon_per_epoch", figure,
                   "Epsilon spent at the end of each epoch (mean over seeds); the hard cap is "
                   "never crossed: a trial whose next step would cross it stops")
-
-
-def _ranking(document: Document, private: list[dict]) -> None:
-    document.heading("Schedules ranked at equal epsilon")
-    table = []
-    for name, records in _levels(private).items():
-        groups = group(records, ("schedule", "regime", "lr_scale"))
-        accuracies = {key: interval([r.get("clean_acc") for r in runs])
-                      for key, runs in groups.items()}
-        ranked = sorted(groups, key=lambda key: -_finite(accuracies[key].mean))
-        top = accuracies[ranked[0]]
-        for rank, key in enumerate(ranked, 1):
-            runs, acc = groups[key], accuracies[key]
-            versus = "best" if rank == 1 else (
-                "overlaps best" if acc.n and top.n and acc.high >= top.low else "below best")
-            table.append([name, str(rank), key[0], key[1], f"{key[2]:g}", str(len(runs)),
-                          interval([r.get("epsilon") for r in runs]).text(digits=2),
-                          percent([r.get("clean_acc") for r in runs]),
-                          percent([r.get("clean_acc_best") for r in runs]), versus,
-                          ", ".join(sorted({str(r.get("status", "?")) for r in runs}))])
-    document.table(["epsilon level", "rank", "schedule", "regime", "LR scale", "seeds",
-                    "ε spent", "clean acc %", "best-epoch acc %",
-                    "vs best (95% intervals)", "status"], table)
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else -math.inf
 
 
 def _exhausted(document: Document, private: list[dict]) -> None:

@@ -22,7 +22,8 @@ def percent(values: list) -> str:
     return interval(values).text(scale=100.0)
 
 
-def status_line(document: Document, summaries: list[dict]) -> None:
+def status_line(document: Document, summaries: list[dict], setup: str = "") -> None:
+    """How many trials ended how, then ``setup`` (what was audited)."""
     counts: dict[str, int] = defaultdict(int)
     for record in summaries:
         counts[record.get("status", "?")] += 1
@@ -31,7 +32,7 @@ def status_line(document: Document, summaries: list[dict]) -> None:
     document.text(f"{len(summaries)} trials ({seeds} seed{'s' if seeds != 1 else ''}): " +
                   ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) + "." +
                   (f" {bad} did not finish and are left out of every comparison (listed at "
-                   "the end)." if bad else ""))
+                   "the end)." if bad else "") + (f" {setup}" if setup else ""))
 
 
 def clean_sections(document: Document, summaries: list[dict], rows: list[dict]) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import math
 
 from robustlr.config import SELECTION_EPSILON
+from robustlr.results.report.defence_cost import FIRST_SCREEN_ROWS, defence_cost_table, defended
 from robustlr.results.report.document import Document
 from robustlr.results.report.frontier_figure import frontiers
 from robustlr.results.report.plotting import scale
+from robustlr.results.report.schedule_notes import never_fired
 from robustlr.results.report.selection_cost import attach_costs, cost_clause, cost_table
 from robustlr.results.report.threats import (
     NAMES,
@@ -121,7 +123,8 @@ def sentences(judged: Judged) -> str:
 
 
 def verdict_section(document: Document, summaries: list[dict], select_lr: str = "none",
-                    selection_epsilon: float = SELECTION_EPSILON) -> list[Judged]:
+                    selection_epsilon: float = SELECTION_EPSILON,
+                    rows: list[dict] | None = None) -> list[Judged]:
     threats = split(summaries)
     if not threats:
         document.text("No finished trial: nothing to judge (see 'Trials that did not finish').")
@@ -137,6 +140,13 @@ def verdict_section(document: Document, summaries: list[dict], select_lr: str = 
                   "on the test set; robust accuracy is each trial's strongest evaluation "
                   "(robust_acc)." + note)
     document.bullets([sentences(j) for j in judged])
+    for note in never_fired(summaries, rows or []):
+        document.text(note)
+    first = len(defended(document, judged)) <= FIRST_SCREEN_ROWS
+    if first:
+        defence_cost_table(document, judged)
     frontiers(document, judged)
+    if not first:
+        defence_cost_table(document, judged)
     cost_table(document, judged)
     return judged
