@@ -45,52 +45,45 @@ class PoisonFilter(Protocol):
     def fit_predict(self, inputs: FilterInputs) -> FilterResult: ...
 
 
-_Table = dict[str, type]
+_Class = TypeVar("_Class", bound=type)
+AttackClass = TypeVar("AttackClass", bound=type[EvasionAttack])
+PoisonClass = TypeVar("PoisonClass", bound=type[Poison])
+FilterClass = TypeVar("FilterClass", bound=type[PoisonFilter])
 
 
-class _Registered(_Table):
+class _Table(dict[str, type]):
     """Name -> class in registration order; a name registered twice is a bug."""
 
     def __init__(self, kind: str):
         super().__init__()
         self.kind = kind
 
-    def _add(self, name: str, cls: type) -> None:
-        if name in self:
-            raise ValueError(f"{self.kind} '{name}' is registered twice")
-        self[name] = cls
+    def _adder(self, name: str) -> Callable[[_Class], _Class]:
+        def add(cls: _Class) -> _Class:
+            if name in self:
+                raise ValueError(f"{self.kind} '{name}' is registered twice")
+            self[name] = cls
+            return cls
+        return add
 
 
-AttackClass = TypeVar("AttackClass", bound=type[EvasionAttack])
-PoisonClass = TypeVar("PoisonClass", bound=type[Poison])
-FilterClass = TypeVar("FilterClass", bound=type[PoisonFilter])
-
-
-class AttackTable(_Registered):
+# one subclass per kind: its register's bound type variable is what makes mypy check the class
+class AttackTable(_Table):
     def register(self, name: str) -> Callable[[AttackClass], AttackClass]:
         """Register an evasion attack class under ``name`` (a decorator)."""
-        def add(cls: AttackClass) -> AttackClass:
-            self._add(name, cls)
-            return cls
-        return add
+        return self._adder(name)
 
 
-class PoisonTable(_Registered):
+class PoisonTable(_Table):
     def register(self, name: str) -> Callable[[PoisonClass], PoisonClass]:
         """Register a poisoning attack class under ``name`` (a decorator)."""
-        def add(cls: PoisonClass) -> PoisonClass:
-            self._add(name, cls)
-            return cls
-        return add
+        return self._adder(name)
 
 
-class FilterTable(_Registered):
+class FilterTable(_Table):
     def register(self, name: str) -> Callable[[FilterClass], FilterClass]:
         """Register a poison filter class under ``name`` (a decorator)."""
-        def add(cls: FilterClass) -> FilterClass:
-            self._add(name, cls)
-            return cls
-        return add
+        return self._adder(name)
 
 
 EVASION_ATTACKS = AttackTable("attack")
