@@ -248,6 +248,6 @@ def test_filters_survive_a_class_whose_scatter_matrix_defeats_float32_eigh():
     from robustlr.attacks.filters.activation_clustering import pca
     from robustlr.attacks.filters.spectral import spectral_projection
 
-    features = torch.load(Path(__file__).parents[1] / "data" / "ill_conditioned_class.pt")
+    features = torch.load(Path(__file__).parents[1] / "fixtures" / "ill_conditioned_class.pt")
     assert torch.isfinite(pca(features, 10)).all()
     assert torch.isfinite(spectral_projection(features)).all()
