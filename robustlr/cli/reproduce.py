@@ -84,11 +84,10 @@ def reproduce(name: str, folder: Path | None, out: Path | None, workers: int | N
         run_dir = compare_dir
     if epoch is not None:
         notes.append(f"compared at epoch {epoch}, before the recipe's last")
-    seeds = reproduction.run_results(run_dir, entry["metric"], epoch)
-    plain = reproduction.reference_results(reference, epoch) if reference else None
-    comparison = reproduction.compare(name, entry, seeds, plain, notes)
+    comparison = reproduction.compare_run(name, entry, run_dir, epoch, reference, notes)
     reproduction.write(run_dir, comparison, entry)
-    click.echo(comparison.line)
+    for part in (comparison, *comparison.also):
+        click.echo(part.line)
     click.echo(f"run folder: {run_dir} (reproduction.md, report.html)")
 
 
