@@ -115,8 +115,7 @@ def verdict(mean: float, published: float, tolerance: float) -> str:
     return f"differs by {gap:+.2f} points (tolerance {tolerance:g})"
 
 
-def run_results(run_dir: Path, metric: str, epoch: int | None = None) -> list[SeedResult]:
-    """One result per trial of the run in ``run_dir`` (see the module doc)."""
+def _read(run_dir: Path) -> tuple[list[tuple[str, str, str, str | None]], list[tuple[str, int, str]]]:
     database = run_dir / "results.sqlite"
     if not database.is_file():
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no results.sqlite (not a run folder?)")
@@ -125,12 +124,28 @@ def run_results(run_dir: Path, metric: str, epoch: int | None = None) -> list[Se
         rows = connection.execute("select trial, epoch, record from epochs").fetchall()
     if not trials:
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no trials")
+    return trials, rows
+
+
+def unfinished_seeds(run_dir: Path) -> list[int]:
+    """Seeds of the run's trials that have no last epoch to compare (pending, running, failed)."""
+    trials, _ = _read(run_dir)
+    return [int(json.loads(spec)["seed"]) for _, spec, status, _ in trials if status in UNFINISHED]
+
+
+def run_results(run_dir: Path, metric: str, epoch: int | None = None, *,
+                finished_only: bool = False) -> list[SeedResult]:
+    """One result per trial of the run in ``run_dir`` (see the module doc); with
+    ``finished_only``, the trials not finished are left out instead of refused."""
+    trials, rows = _read(run_dir)
     records: dict[str, dict[int, dict[str, Any]]] = {}
     for trial, number, record in rows:
         records.setdefault(trial, {})[int(number)] = json.loads(record)
     results = []
     for trial, spec, status, summary in trials:
         epochs = records.get(trial, {})
+        if finished_only and status in UNFINISHED:
+            continue
         if epoch is None and status in UNFINISHED:
             raise InputError(f"trial {trial} is {status}, not finished; give --epoch to compare "
                              "an epoch every trial reached")
@@ -146,6 +161,8 @@ def run_results(run_dir: Path, metric: str, epoch: int | None = None) -> list[Se
         seconds = sum(epochs[e].get("epoch_seconds") or 0.0 for e in epochs if e <= chosen)
         results.append(SeedResult(seed=int(json.loads(spec)["seed"]), value=100.0 * record[metric],
                                   epoch=chosen, epsilon=record.get("epsilon"), train_seconds=seconds))
+    if not results:
+        raise InputError(f"RUN_DIR: {str(run_dir)!r} has no finished trial")
     return results
 
 
@@ -180,11 +197,12 @@ def reference_results(path: Path, epoch: int | None = None, metric: str = "test_
 
 
 def compare_run(name: str, entry: dict[str, Any], run_dir: Path, epoch: int | None = None,
-                reference: Path | None = None, notes: list[str] | None = None) -> Comparison:
+                reference: Path | None = None, notes: list[str] | None = None, *,
+                finished_only: bool = False) -> Comparison:
     """The entry's headline metric compared over the run's trials, with its ``also`` metrics."""
 
     def one(label: str, part: dict[str, Any]) -> Comparison:
-        seeds = run_results(run_dir, part["metric"], epoch)
+        seeds = run_results(run_dir, part["metric"], epoch, finished_only=finished_only)
         plain = reference_results(reference, epoch, part["metric"]) if reference else None
         return compare(label, {**entry, **part}, seeds, plain, notes)
 

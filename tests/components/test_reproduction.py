@@ -144,3 +144,21 @@ def test_a_summary_metric_is_read_at_the_last_epoch_only(tmp_path):
     assert reproduction.run_results(tmp_path, "test_acc", epoch=1)[0].value == pytest.approx(91.0)
     with pytest.raises(reproduction.InputError, match="epoch 1 has no 'robust_acc'"):
         reproduction.run_results(tmp_path, "robust_acc", epoch=1)
+
+
+def test_finished_only_leaves_out_and_names_the_unfinished_trials(tmp_path):
+    from robustlr.results.store import Store
+
+    store = Store(tmp_path / "results.sqlite")
+    for position, seed in enumerate((0, 1, 2)):
+        store.register(position, f"t{seed}", {"seed": seed})
+        store.add_epoch(f"t{seed}", 1, {"test_acc": 0.9, "epoch_seconds": 1.0})
+    store.finish("t0", "ok", {"robust_acc": 0.8})
+    store.finish("t1", "ok", {"robust_acc": 0.9})
+    store.start("t2")
+    store.close()
+    with pytest.raises(reproduction.InputError, match="trial t2 is running"):
+        reproduction.run_results(tmp_path, "robust_acc")
+    kept = reproduction.run_results(tmp_path, "robust_acc", finished_only=True)
+    assert [(r.seed, r.value) for r in kept] == [(0, 80.0), (1, 90.0)]
+    assert reproduction.unfinished_seeds(tmp_path) == [2]
