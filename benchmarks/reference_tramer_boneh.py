@@ -24,8 +24,6 @@ with numpy.
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import os
 import time
@@ -35,8 +33,8 @@ import _harness
 
 _harness.setup()  # before numpy/torch load their thread pools
 
-import numpy as np
 import torch
+from mnist_idx import arguments, data_for
 from opacus import PrivacyEngine
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -45,27 +43,6 @@ warnings.filterwarnings("ignore")
 
 RECIPE = {"batch_size": 512, "lr": 0.5, "momentum": 0.9, "max_grad_norm": 0.1,
           "noise_multiplier": 1.23, "delta": 1e-5, "epochs": 40}
-
-
-def read_idx(path: str) -> np.ndarray:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def load(root: str) -> tuple[torch.Tensor, ...]:
-    raw = os.path.join(root, "MNIST", "raw")
-    x, y, x_test, y_test = (read_idx(os.path.join(raw, name)) for name in (
-        "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
-
-    def images(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]
-
-    return images(x), torch.from_numpy(y.astype(np.int64)), images(x_test), torch.from_numpy(y_test.astype(np.int64))
 
 
 def tramer_boneh_cnn() -> nn.Module:
@@ -123,18 +100,10 @@ def run(seed: int, data: tuple[torch.Tensor, ...], epochs: int, mode: str) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="folder holding MNIST/raw (robustlr data fetch mnist)")
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
-    parser.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    parser = arguments(__doc__.splitlines()[0], epochs=RECIPE["epochs"])
     parser.add_argument("--mode", default="hooks", help="Opacus grad_sample_mode (hooks: its default)")
-    parser.add_argument("--limit", type=int, default=None, help="first N training examples (smoke runs)")
-    parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    data = load(args.root)
-    if args.limit:
-        data = (data[0][:args.limit], data[1][:args.limit], data[2], data[3])
+    data = data_for(args)
     results = []
     for seed in (int(s) for s in args.seeds.split(",")):
         results.append(run(seed, data, args.epochs, args.mode))

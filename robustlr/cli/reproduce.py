@@ -2,6 +2,7 @@
 
     robustlr reproduce tramer_boneh_dp_mnist                       # run it, then compare
     robustlr reproduce tramer_boneh_dp_mnist --compare RUN_DIR [--epoch E] [--reference R]
+        [--finished-only]
 
 NAME is an entry of ``published.yaml`` in the reproductions folder (``--dir``, default
 ``experiments/reproductions`` of the current directory, else of robustlr's source tree); the
@@ -53,11 +54,14 @@ def _importable(folder: Path) -> None:
               help="Do not train: compare this existing run folder of the recipe.")
 @click.option("--epoch", type=click.IntRange(min=1), default=None,
               help="Compare every trial at this epoch (a run stopped early); default the last.")
+@click.option("--finished-only", is_flag=True,
+              help="With --compare: leave out the trials that did not finish (named in a note).")
 @click.option("--reference", type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="Output of the plain reference script (JSON, or its JSON-lines log).")
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 def reproduce(name: str, folder: Path | None, out: Path | None, workers: int | None, quick: bool,
-              compare_dir: Path | None, epoch: int | None, reference: Path | None, no_progress: bool) -> None:
+              compare_dir: Path | None, epoch: int | None, finished_only: bool, reference: Path | None,
+              no_progress: bool) -> None:
     """Run reproduction NAME (an entry of published.yaml) and compare it with the paper."""
     from robustlr.results import reproduction
 
@@ -84,11 +88,15 @@ def reproduce(name: str, folder: Path | None, out: Path | None, workers: int | N
         run_dir = compare_dir
     if epoch is not None:
         notes.append(f"compared at epoch {epoch}, before the recipe's last")
-    seeds = reproduction.run_results(run_dir, entry["metric"], epoch)
-    plain = reproduction.reference_results(reference, epoch) if reference else None
-    comparison = reproduction.compare(name, entry, seeds, plain, notes)
+    left_out = reproduction.unfinished_seeds(run_dir) if finished_only else []
+    if left_out:
+        notes.append(f"not finished, left out (--finished-only): seed{'s' if len(left_out) > 1 else ''} "
+                     f"{', '.join(map(str, left_out))}")
+    comparison = reproduction.compare_run(name, entry, run_dir, epoch, reference, notes,
+                                          finished_only=finished_only)
     reproduction.write(run_dir, comparison, entry)
-    click.echo(comparison.line)
+    for part in (comparison, *comparison.also):
+        click.echo(part.line)
     click.echo(f"run folder: {run_dir} (reproduction.md, report.html)")
 
 

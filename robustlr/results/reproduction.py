@@ -2,10 +2,14 @@
 points" or "differs by Y", and, when given, a plain-torch reference of the same recipe.
 
 The published figures live in ``experiments/reproductions/published.yaml``, one entry per
-reproduction (see that file for the fields). Values are in points (percent). A run is read
-from its ``results.sqlite``: the per-epoch records of every trial, at the last epoch (every
-trial must have finished) or at a chosen ``epoch`` (a run stopped early; with a constant
-schedule and a fixed noise multiplier, epoch E of a longer run is an E-epoch run).
+reproduction (see that file for the fields); an entry compares one headline metric and,
+under ``also``, further metrics of the same run (e.g. clean beside robust accuracy), each
+with its own published value, tolerance and source. Values are in points (percent). A run is
+read from its ``results.sqlite``: the per-epoch records of every trial, at the last epoch
+(every trial must have finished) or at a chosen ``epoch`` (a run stopped early; with a
+constant schedule and a fixed noise multiplier, epoch E of a longer run is an E-epoch run). A
+metric measured once at the end (``robust_acc``, the final attack cascade) is read from the
+trial's summary, at the last epoch only.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import html
 import json
 import math
 import sqlite3
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ from robustlr.errors import InputError
 UNFINISHED = ("pending", "running", "failed")
 """Trial statuses without a last epoch to compare (a capped trial, budget_exhausted, has one)."""
 REQUIRED = ("config", "metric", "published", "tolerance", "source", "citation", "protocol")
+REQUIRED_ALSO = ("metric", "published", "tolerance", "source")
+"""Fields of each further metric an entry compares (its ``also`` list)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class Comparison:
     verdict: str
     reference: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    also: list[Comparison] = field(default_factory=list)
+    """The entry's further metrics, compared the same way."""
 
     @property
     def line(self) -> str:
@@ -61,6 +69,7 @@ class Comparison:
         row = asdict(self)
         row["line"] = self.line
         row["half_width"] = None if math.isnan(self.half_width) else self.half_width
+        row["also"] = [other.record() for other in self.also]
         return row
 
 
@@ -77,6 +86,13 @@ def load_published(path: Path) -> dict[str, dict[str, Any]]:
         missing = [key for key in REQUIRED if not isinstance(entry, dict) or key not in entry]
         if missing:
             raise InputError(f"published figures: {name!r} lacks {', '.join(missing)}")
+        also = entry.get("also", [])
+        if not isinstance(also, list):
+            raise InputError(f"published figures: {name!r}: also must be a list of metrics")
+        for position, part in enumerate(also):
+            missing = [key for key in REQUIRED_ALSO if not isinstance(part, dict) or key not in part]
+            if missing:
+                raise InputError(f"published figures: {name!r} also[{position}] lacks {', '.join(missing)}")
     return entries
 
 
@@ -99,22 +115,37 @@ def verdict(mean: float, published: float, tolerance: float) -> str:
     return f"differs by {gap:+.2f} points (tolerance {tolerance:g})"
 
 
-def run_results(run_dir: Path, metric: str, epoch: int | None = None) -> list[SeedResult]:
-    """One result per trial of the run in ``run_dir`` (see the module doc)."""
+def _read(run_dir: Path) -> tuple[list[tuple[str, str, str, str | None]], list[tuple[str, int, str]]]:
     database = run_dir / "results.sqlite"
     if not database.is_file():
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no results.sqlite (not a run folder?)")
     with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
-        trials = connection.execute("select trial, spec, status from trials order by position").fetchall()
+        trials = connection.execute("select trial, spec, status, summary from trials order by position").fetchall()
         rows = connection.execute("select trial, epoch, record from epochs").fetchall()
     if not trials:
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no trials")
+    return trials, rows
+
+
+def unfinished_seeds(run_dir: Path) -> list[int]:
+    """Seeds of the run's trials that have no last epoch to compare (pending, running, failed)."""
+    trials, _ = _read(run_dir)
+    return [int(json.loads(spec)["seed"]) for _, spec, status, _ in trials if status in UNFINISHED]
+
+
+def run_results(run_dir: Path, metric: str, epoch: int | None = None, *,
+                finished_only: bool = False) -> list[SeedResult]:
+    """One result per trial of the run in ``run_dir`` (see the module doc); with
+    ``finished_only``, the trials not finished are left out instead of refused."""
+    trials, rows = _read(run_dir)
     records: dict[str, dict[int, dict[str, Any]]] = {}
     for trial, number, record in rows:
         records.setdefault(trial, {})[int(number)] = json.loads(record)
     results = []
-    for trial, spec, status in trials:
+    for trial, spec, status, summary in trials:
         epochs = records.get(trial, {})
+        if finished_only and status in UNFINISHED:
+            continue
         if epoch is None and status in UNFINISHED:
             raise InputError(f"trial {trial} is {status}, not finished; give --epoch to compare "
                              "an epoch every trial reached")
@@ -122,21 +153,26 @@ def run_results(run_dir: Path, metric: str, epoch: int | None = None) -> list[Se
         if chosen not in epochs:
             raise InputError(f"trial {trial} has no epoch {chosen} (it reached {max(epochs, default=0)})")
         record = epochs[chosen]
+        if record.get(metric) is None and chosen == max(epochs) and summary:
+            record = {**record, metric: json.loads(summary).get(metric)}
         if record.get(metric) is None:
-            raise InputError(f"trial {trial}: epoch records have no {metric!r}")
+            raise InputError(f"trial {trial}: epoch {chosen} has no {metric!r} (a metric of the "
+                             "summary is read at the last epoch only)")
         seconds = sum(epochs[e].get("epoch_seconds") or 0.0 for e in epochs if e <= chosen)
         results.append(SeedResult(seed=int(json.loads(spec)["seed"]), value=100.0 * record[metric],
                                   epoch=chosen, epsilon=record.get("epsilon"), train_seconds=seconds))
+    if not results:
+        raise InputError(f"RUN_DIR: {str(run_dir)!r} has no finished trial")
     return results
 
 
-def reference_results(path: Path, epoch: int | None = None) -> list[SeedResult]:
+def reference_results(path: Path, epoch: int | None = None, metric: str = "test_acc") -> list[SeedResult]:
     """Results of a plain reference script: its JSON (``{"results": [...]}``) or its log of
     JSON lines, one per epoch (``seed``, ``epoch``, ``test_acc``, ``epoch_seconds``)."""
     text = path.read_text()
     try:
         rows = json.loads(text)["results"]
-        return [SeedResult(seed=r["seed"], value=100.0 * r["test_acc"], epoch=r["epochs"],
+        return [SeedResult(seed=r["seed"], value=100.0 * r[metric], epoch=r["epochs"],
                            epsilon=r.get("epsilon"), train_seconds=r.get("train_seconds"))
                 for r in rows]
     except (json.JSONDecodeError, KeyError, TypeError):
@@ -144,19 +180,35 @@ def reference_results(path: Path, epoch: int | None = None) -> list[SeedResult]:
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"epoch"' in line]
     by_seed: dict[int, list[dict[str, Any]]] = {}
     for line in lines:
-        if "epoch_seconds" in line and isinstance(line.get("epoch"), int):
+        if "epoch_seconds" in line and isinstance(line.get("epoch"), int) and metric in line:
             by_seed.setdefault(line["seed"], []).append(line)
     results = []
     for seed, epochs in sorted(by_seed.items()):
         reached = [e for e in epochs if epoch is None or e["epoch"] <= epoch]
         if not reached or (epoch is not None and reached[-1]["epoch"] != epoch):
             continue
-        results.append(SeedResult(seed=seed, value=100.0 * reached[-1]["test_acc"], epoch=reached[-1]["epoch"],
+        results.append(SeedResult(seed=seed, value=100.0 * reached[-1][metric], epoch=reached[-1]["epoch"],
                                   epsilon=reached[-1].get("epsilon"),
                                   train_seconds=sum(e["epoch_seconds"] for e in reached)))
     if not results:
-        raise InputError(f"--reference: {str(path)!r} has no result{'' if epoch is None else f' at epoch {epoch}'}")
+        raise InputError(f"--reference: {str(path)!r} has no {metric!r} result"
+                         f"{'' if epoch is None else f' at epoch {epoch}'}")
     return results
+
+
+def compare_run(name: str, entry: dict[str, Any], run_dir: Path, epoch: int | None = None,
+                reference: Path | None = None, notes: list[str] | None = None, *,
+                finished_only: bool = False) -> Comparison:
+    """The entry's headline metric compared over the run's trials, with its ``also`` metrics."""
+
+    def one(label: str, part: dict[str, Any]) -> Comparison:
+        seeds = run_results(run_dir, part["metric"], epoch, finished_only=finished_only)
+        plain = reference_results(reference, epoch, part["metric"]) if reference else None
+        return compare(label, {**entry, **part}, seeds, plain, notes)
+
+    headline = one(name, entry)
+    others = [one(f"{name} {part['metric']}", part) for part in entry.get("also", [])]
+    return replace(headline, also=others)
 
 
 def compare(name: str, entry: dict[str, Any], seeds: list[SeedResult],
@@ -177,9 +229,20 @@ def compare(name: str, entry: dict[str, Any], seeds: list[SeedResult],
 
 
 def markdown(comparison: Comparison, entry: dict[str, Any]) -> str:
-    lines = [f"## Reproduction: {comparison.name}", "", comparison.line, "",
+    lines = [f"## Reproduction: {comparison.name}", "", comparison.line,
+             *[other.line for other in comparison.also], "",
              f"- published: {comparison.published:g} ({comparison.source}; {entry['citation']})",
+             *[f"- published {other.name}: {other.published:g} ({other.source})" for other in comparison.also],
              f"- protocol: {entry['protocol']}"]
+    for part in (comparison, *comparison.also):
+        lines += _seed_lines(part, header=bool(comparison.also))
+    lines += [f"- note: {note}" for note in comparison.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _seed_lines(comparison: Comparison, *, header: bool) -> list[str]:
+    """Per seed, then the plain reference; under a ``- name:`` header when several metrics."""
+    lines = []
     for s in comparison.seeds:
         eps = "" if s.epsilon is None else f", epsilon {s.epsilon:.3f}"
         secs = "" if s.train_seconds is None else f", {s.train_seconds / 60:.1f} min training"
@@ -190,8 +253,7 @@ def markdown(comparison: Comparison, entry: dict[str, Any]) -> str:
         ratio = "" if ref["time_ratio"] is None else f"; time robustlr/plain {ref['time_ratio']:.2f}"
         lines.append(f"- plain torch/Opacus reference: {ref['mean']:.2f}{half} "
                      f"over {len(ref['seeds'])} seed(s){ratio}")
-    lines += [f"- note: {note}" for note in comparison.notes]
-    return "\n".join(lines) + "\n"
+    return [f"- {comparison.name}:", *("  " + line for line in lines)] if header else lines
 
 
 def write(run_dir: Path, comparison: Comparison, entry: dict[str, Any]) -> None:

