@@ -25,7 +25,6 @@ with numpy.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 
