@@ -5,6 +5,7 @@ once."""
 from __future__ import annotations
 
 import functools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,19 @@ from robustlr.training.loop import EpochCallback, train_trial
 from robustlr.training.probes import build_probes
 
 
-@functools.lru_cache(maxsize=4)
 def prepare_data(data_config: DataConfig, seed: int) -> DataBundle:
-    """The trial's clean data, cached per process (forked workers inherit it)."""
+    """The trial's clean data, cached per process (forked workers inherit it). The working
+    directory is part of the key: a relative ``data.root`` names other files after a chdir
+    (a notebook's, or one test's folder after another's)."""
+    return _prepared(data_config, seed, os.getcwd())
+
+
+@functools.lru_cache(maxsize=4)
+def _prepared(data_config: DataConfig, seed: int, cwd: str) -> DataBundle:
     return prepare(data_config, seed=seed)
+
+
+prepare_data.cache_clear = _prepared.cache_clear  # type: ignore[attr-defined]
 
 
 def _poison_stage(config: ExperimentConfig, trial: Trial, world: World) -> poison_stage.PoisonStage:

