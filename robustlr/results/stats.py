@@ -12,6 +12,8 @@ from typing import Any
 
 from scipy import stats as scipy_stats
 
+from robustlr.records import finite as records_finite
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -30,14 +32,15 @@ class Interval:
 
 
 def finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool), else None."""
+    """:func:`robustlr.records.finite` of ``value`` converted by ``float`` first: numpy and
+    tensor scalars, and numbers written as text (a CSV cell, a command-line value)."""
     if value is None or isinstance(value, bool):
         return None
     try:
         value = float(value)
     except (TypeError, ValueError):
         return None
-    return value if math.isfinite(value) else None
+    return records_finite(value)
 
 
 def interval(values: Iterable[Any], confidence: float = 0.95) -> Interval:

@@ -12,6 +12,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from robustlr.records import requested_epsilon
 from robustlr.results.report.document import Document
 from robustlr.results.report.equal_epsilon import equal_epsilon_ranking
 from robustlr.results.report.ledger import ledger_section
@@ -51,9 +52,7 @@ def privacy_section(document: Document, summaries: list[dict], rows: list[dict])
         _membership(document, audited)
 
 
-def _level(record: dict) -> float | None:
-    """The epsilon a trial was asked to stay within: its target, else its cap."""
-    return _number(record.get("target_epsilon")) or _number(record.get("max_epsilon"))
+_level = requested_epsilon
 
 
 def _levels(private: list[dict]) -> dict[str, list[dict]]:

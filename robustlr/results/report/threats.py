@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from robustlr.config import SELECTION_EPSILON
 from robustlr.privacy.ledger import Entry as LedgerEntry
 from robustlr.privacy.ledger import Ledger
-from robustlr.records import LOWER_IS_BETTER
+from robustlr.records import LOWER_IS_BETTER, requested_epsilon
 from robustlr.results.selection import choose_scale
 from robustlr.results.stats import Interval, Paired, finite, group, interval
 from robustlr.spec import is_none
@@ -41,9 +41,7 @@ class Threat:
                 "filter none" not in self.name, self.name)  # unfiltered poison first
 
 
-def dp_level(record: dict) -> float | None:
-    """The epsilon a private trial was asked to stay within: its target, else its cap."""
-    return finite(record.get("target_epsilon")) or finite(record.get("max_epsilon"))
+dp_level = requested_epsilon  # the epsilon a private trial was asked to stay within
 
 
 def _kind_and_name(record: dict) -> tuple[str, str]:
