@@ -152,15 +152,15 @@ def run_results(run_dir: Path, metric: str, epoch: int | None = None, *,
         chosen = epoch if epoch is not None else max(epochs, default=0)
         if chosen not in epochs:
             raise InputError(f"trial {trial} has no epoch {chosen} (it reached {max(epochs, default=0)})")
-        record = epochs[chosen]
-        if record.get(metric) is None and chosen == max(epochs) and summary:
-            record = {**record, metric: json.loads(summary).get(metric)}
-        if record.get(metric) is None:
+        scored = epochs[chosen]
+        if scored.get(metric) is None and chosen == max(epochs) and summary:
+            scored = {**scored, metric: json.loads(summary).get(metric)}
+        if scored.get(metric) is None:
             raise InputError(f"trial {trial}: epoch {chosen} has no {metric!r} (a metric of the "
                              "summary is read at the last epoch only)")
         seconds = sum(epochs[e].get("epoch_seconds") or 0.0 for e in epochs if e <= chosen)
-        results.append(SeedResult(seed=int(json.loads(spec)["seed"]), value=100.0 * record[metric],
-                                  epoch=chosen, epsilon=record.get("epsilon"), train_seconds=seconds))
+        results.append(SeedResult(seed=int(json.loads(spec)["seed"]), value=100.0 * scored[metric],
+                                  epoch=chosen, epsilon=scored.get("epsilon"), train_seconds=seconds))
     if not results:
         raise InputError(f"RUN_DIR: {str(run_dir)!r} has no finished trial")
     return results
