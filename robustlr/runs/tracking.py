@@ -25,6 +25,7 @@ from robustlr.config import ExperimentConfig
 from robustlr.errors import InputError
 from robustlr.grid import spec_text
 from robustlr.records import finite
+from robustlr.results.export import published
 
 log = logging.getLogger("robustlr")
 
@@ -153,6 +154,7 @@ class MlflowTracker:
 
     def trial_finished(self, trial_id: str, summary: dict[str, Any],
                        epochs: list[dict[str, Any]]) -> None:
+        (summary,), epochs = published([summary], epochs)  # what the exports publish
         try:
             self._log_trial(trial_id, summary, epochs)
         except Exception as error:  # the run folder holds the trial; MLflow only a copy
