@@ -133,6 +133,12 @@ class DPRegime(Regime):
     def fixes(self) -> list[str]:
         return self.run.fixes
 
+    @property
+    def private(self) -> dp_engine.PrivateTraining | None:
+        """Opacus' wrapped model, optimizer and criterion once prepared (diagnostics such as
+        lr-find's clipped fraction read its per-sample norms)."""
+        return None if self.prepared is None else self.prepared.private
+
     # -- set-up ------------------------------------------------------------------------
     def check_plan(self, plan: Plan) -> None:
         s = self.settings

@@ -139,10 +139,10 @@ def test_a_bad_autoattack_in_a_config_fails_before_the_run(monkeypatch):
 
     from helpers import tiny
 
-    from robustlr import config
+    from robustlr import config, experiment
 
-    def load(final):
-        return config.from_mapping(tiny(evaluation={"attack": "pgd(eps=0.1, steps=2)", "final": [final]}))
+    def load(final):  # experiment builds every spec a config names (config checks its shape)
+        return experiment.from_mapping(tiny(evaluation={"attack": "pgd(eps=0.1, steps=2)", "final": [final]}))
 
     with pytest.raises(config.ConfigError, match=r"^evaluation\.final\[0\]: .*norm must be one of"):
         load("autoattack(eps=0.1, norm=l5)")
