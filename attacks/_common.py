@@ -59,11 +59,13 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 
 
 def random_start(x: torch.Tensor, eps: float, norm: str,
-                 generator: torch.Generator | None) -> torch.Tensor:
-    """A point drawn uniformly from the eps-ball around ``x``, clipped to [0, 1].
+                 generator: torch.Generator | None, *, in_box: bool = True) -> torch.Tensor:
+    """A point drawn uniformly from the eps-ball around ``x``, clipped to [0, 1] if ``in_box``.
 
     The draw happens on the generator's device (CPU or the model's) and then moves to ``x``,
-    so one seeded generator gives the same start wherever the model lives.
+    so one seeded generator gives the same start wherever the model lives. ``in_box=False``
+    leaves the start outside the valid inputs, as Wong et al.'s MNIST code does: the first
+    gradient is then taken there, and the step that follows is clipped into the box.
     """
     device = generator.device if generator is not None else x.device
     if norm == "linf":
@@ -76,7 +78,8 @@ def random_start(x: torch.Tensor, eps: float, norm: str,
         u = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=generator,
                        device=device, dtype=x.dtype)
         delta = direction * eps * u.pow(1.0 / x[0].numel())
-    return (x + delta.to(x.device)).clamp(0.0, 1.0)
+    start = x + delta.to(x.device)
+    return start.clamp(0.0, 1.0) if in_box else start
 
 
 def fooled(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:

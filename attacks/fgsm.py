@@ -24,17 +24,19 @@ from .pgd import pgd
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
          step_size: float | None = None, random_start: bool = False, targeted: bool = False,
-         generator: torch.Generator | None = None) -> torch.Tensor:
+         generator: torch.Generator | None = None, start_in_box: bool = True) -> torch.Tensor:
     """One signed-gradient step of ``step_size`` (default ``eps``), projected onto the ball.
 
-    Does not change the model's train/eval mode. FGSM is PGD with one step, so it shares
-    PGD's gradient, clipping and projection code rather than repeating it.
+    ``start_in_box=False`` takes the gradient at the random start before clipping it into
+    [0, 1], as Wong et al.'s MNIST code does. Does not change the model's train/eval mode.
+    FGSM is PGD with one step, so it shares PGD's gradient, clipping and projection code
+    rather than repeating it.
     """
     check_number("eps", eps)
     check_optional_number("step_size", step_size)
     return pgd(model, x, y, eps=eps, step_size=eps if step_size is None else step_size,
                steps=1, norm="linf", random_start=random_start, targeted=targeted,
-               generator=generator)
+               generator=generator, start_in_box=start_in_box)
 
 
 @EVASION_ATTACKS.register("fgsm")

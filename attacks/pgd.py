@@ -50,9 +50,9 @@ def _validate(*, eps: float, step_size: float | None, steps: int, norm: str, res
 
 
 def _one_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
-             steps: int, norm: str, start: bool, targeted: bool, early_stop: bool,
-             generator: torch.Generator | None) -> torch.Tensor:
-    x_adv = draw_start(x, eps, norm, generator) if start else x.clone()
+             steps: int, norm: str, start: bool, start_in_box: bool, targeted: bool,
+             early_stop: bool, generator: torch.Generator | None) -> torch.Tensor:
+    x_adv = draw_start(x, eps, norm, generator, in_box=start_in_box) if start else x.clone()
     shape = (-1,) + (1,) * (x.dim() - 1)
     for _ in range(steps):
         # The gradient is taken at the already-clipped point: clamping inside the forward
@@ -83,20 +83,23 @@ def _one_run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
         steps: int, norm: str = "linf", random_start: bool = True, restarts: int = 1,
         targeted: bool = False, early_stop: bool = False,
-        generator: torch.Generator | None = None) -> torch.Tensor:
+        generator: torch.Generator | None = None, start_in_box: bool = True) -> torch.Tensor:
     """PGD under an L-inf or L2 budget; returns adversarial inputs in [0, 1].
 
     Does not change the model's train/eval mode (the caller controls it). ``y`` holds true
     labels, or target labels when ``targeted``. ``generator`` seeds the random start and may
     live on the model's device or on the CPU. With ``restarts > 1`` each example keeps the
-    first point that fools the model, else the point of highest loss.
+    first point that fools the model, else the point of highest loss. ``start_in_box=False``
+    takes the first gradient at the random start before it is clipped into [0, 1]
+    (Wong et al.'s MNIST FGSM); the returned points are in the box either way.
     """
     _validate(eps=eps, step_size=step_size, steps=steps, norm=norm, restarts=restarts)
     x, y = x.detach(), y.detach()
     if eps == 0 or x.shape[0] == 0:
         return x.clone()
     run: dict[str, Any] = dict(eps=eps, step_size=step_size, steps=steps, norm=norm, start=random_start,
-                               targeted=targeted, early_stop=early_stop, generator=generator)
+                               start_in_box=start_in_box, targeted=targeted,
+                               early_stop=early_stop, generator=generator)
     with torch.enable_grad():  # callers often evaluate under no_grad
         if restarts == 1:
             return _one_run(model, x, y, **run)

@@ -91,13 +91,13 @@ class PGDTraining(AdversarialRegime):
 
 
 class FGSMRandomStart(AdversarialRegime):
-    def __init__(self, *, eps, step, ramp):
+    def __init__(self, *, eps, step, ramp, start="box"):
         super().__init__(eps=eps, ramp=ramp)
-        self.step_factor = step
+        self.step_factor, self.start = step, start
 
     def perturb(self, model, x, y, eps):
         return fgsm(model, x, y, eps=eps, step_size=self.step_factor * eps, random_start=True,
-                    generator=self.generator)
+                    generator=self.generator, start_in_box=self.start == "box")
 
 
 def _into_ball(x: torch.Tensor, x_adv: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
@@ -160,16 +160,25 @@ def pgd_at(eps: float, steps: int = 7, step_size: float | None = None, norm: str
     return PGDTraining(eps=eps, steps=steps, step_size=step_size, norm=norm, ramp=ramp)
 
 
+FGSM_STARTS = ("box", "ball")
+
+
 @REGIMES.register("fgsm_rs")
-def fgsm_rs(eps: float, step: float = 1.25, ramp: str | None = None) -> Regime:
+def fgsm_rs(eps: float, step: float = 1.25, ramp: str | None = None, start: str = "box") -> Regime:
     """FGSM with random start, "fast is better than free" (Wong, Rice & Kolter 2020).
 
     The step is ``step`` x eps (1.25 in the paper; 2 or more invites catastrophic overfitting).
+    ``start`` says where the gradient is taken: ``box`` at the random start clipped into
+    [0, 1] (a valid input); ``ball`` at the unclipped start, as the authors' MNIST code does
+    (train_mnist.py). On MNIST, whose pixels sit at 0 or 1, the clipped start often lies on
+    the image itself and training can fail to become robust (docs/reproductions.md).
     """
     _check(eps)
     if step <= 0:
         raise ValueError(f"step must be > 0 (a multiple of eps), got {step}")
-    return FGSMRandomStart(eps=eps, step=step, ramp=ramp)
+    if start not in FGSM_STARTS:
+        raise ValueError(f"start must be one of {', '.join(FGSM_STARTS)}, got {start!r}")
+    return FGSMRandomStart(eps=eps, step=step, ramp=ramp, start=start)
 
 
 @REGIMES.register("trades")

@@ -58,6 +58,33 @@ def test_fgsm_rs_inside_ball_and_box(digits_cnn, batch):
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
 
 
+def _authors_fgsm(model, x, y, *, eps, alpha, noise):
+    """Wong et al.'s MNIST FGSM step (train_mnist.py lines 74-82), written out: the gradient
+    at x + delta with delta uniform in the ball and not clipped into [0, 1]."""
+    delta = ((2 * noise - 1) * eps).requires_grad_(True)
+    loss = nn.functional.cross_entropy(model(x + delta), y)
+    (grad,) = torch.autograd.grad(loss, delta)
+    delta = torch.clamp(delta.detach() + alpha * grad.sign(), -eps, eps)
+    delta = torch.max(torch.min(1 - x, delta), 0 - x)
+    return x + delta
+
+
+def test_fgsm_rs_ball_start_is_the_authors_mnist_step_and_box_start_is_not(digits_cnn, batch):
+    x, y = batch
+    eps, alpha = 0.3, 0.375
+    noise = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
+    reference = _authors_fgsm(digits_cnn, x, y, eps=eps, alpha=alpha, noise=noise)
+    ours = {start_in_box: fgsm(digits_cnn, x, y, eps=eps, step_size=alpha, random_start=True,
+                               generator=torch.Generator().manual_seed(5),
+                               start_in_box=start_in_box)
+            for start_in_box in (False, True)}
+    assert torch.allclose(ours[False], reference, atol=1e-6)
+    # digits pixels sit at 0 often enough that clipping the start changes some gradients
+    assert not torch.allclose(ours[True], reference, atol=1e-6)
+    assert (ours[False] - x).abs().max() <= eps + 1e-6
+    assert 0 <= ours[False].min() and ours[False].max() <= 1
+
+
 def test_restarts_never_increase_robust_accuracy(digits_cnn, batch):
     x, y = batch
     one = accuracy(digits_cnn, PGD(eps=0.08, steps=3, restarts=1, seed=3)(digits_cnn, x, y), y)

@@ -101,6 +101,7 @@ def test_the_epsilon_ramp_scales_eps_by_its_schedule_at_the_given_progress(ramp,
     ("pgd_at(eps=0.1, stepz=3)", "stepz"),
     ("pgd_at(steps=3)", "eps"),
     ("fgsm_rs(eps=0.1, step=0)", "step"),
+    ("fgsm_rs(eps=0.1, start=clipped)", "start must be one of box, ball"),
     ("trades(eps=0.1, beta=-1)", "beta"),
 ])
 def test_bad_regime_parameters_are_a_one_line_config_error_naming_them(regime, parameter):
@@ -224,7 +225,10 @@ def test_the_report_section_skips_itself_without_robust_accuracy(probed):
     ([0.30, 0.40, 0.45, 0.05], [0.40, 0.50, 0.55, 0.90], True),  # PGD collapses, FGSM rises
     ([0.30, 0.45, 0.40, 0.36], [0.40, 0.55, 0.50, 0.48], False),  # robust overfitting, no collapse
     ([0.40, 0.45, 0.02], [0.50, 0.55, 0.05], False),  # both collapse: divergence, not CO
-    ([0.05, 0.01, 0.00], [0.50, 0.80, 0.90], False),  # never meaningfully robust
+    ([0.05, 0.01, 0.00], [0.50, 0.80, 0.90], True),  # overfitted from the start: FGSM-only robust
+    ([0.02, 0.035, 0.01], [0.30, 0.85, 0.96], True),  # wong_fgsm_rs_mnist seed 2 with the box start
+    ([0.00, 0.00, 0.01], [0.02, 0.05, 0.03], False),  # never robust to either: standard training
+    ([0.05, 0.06, 0.08], [0.30, 0.40, 0.45], False),  # weak against PGD, no single-step masking
     ([0.40, 0.42, 0.41, 0.44], [0.50, 0.52, 0.51, 0.53], False),  # healthy
     ([], [], False),
 ])
