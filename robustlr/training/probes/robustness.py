@@ -26,6 +26,10 @@ from robustlr.training.probes.base import Probe
 # Catastrophic overfitting (Wong, Rice & Kolter 2020): PGD accuracy falls below this share of
 # its best so far (which must have been meaningful) while FGSM accuracy stays this far above.
 _COLLAPSE_SHARE, _MEANINGFUL, _FGSM_MARGIN = 0.5, 0.1, 0.3
+# A run can also overfit from its first epoch and never show a fall: PGD accuracy never
+# reaches _MEANINGFUL while the model resists FGSM. A wider margin than a fall's keeps a model
+# that is merely weak against a multi-step attack from being flagged.
+_NEVER_ROBUST_MARGIN = 0.5
 
 
 def fixed_subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int):
@@ -37,11 +41,18 @@ def fixed_subset(x: torch.Tensor, y: torch.Tensor, size: int, seed: int):
 
 
 def catastrophic_overfitting(robust: list[float], fgsm: list[float]) -> bool:
+    """True when monitor PGD accuracy collapsed while FGSM accuracy held, or when PGD accuracy
+    never became meaningful while FGSM accuracy ended far above it (overfitting from the
+    start: the single-step attack the model trains on no longer finds its weaknesses)."""
     best = 0.0
     for pgd_acc, fgsm_acc in zip(robust, fgsm):
         if best >= _MEANINGFUL and pgd_acc < _COLLAPSE_SHARE * best and fgsm_acc - pgd_acc > _FGSM_MARGIN:
             return True
         best = max(best, pgd_acc)
+    epochs = list(zip(robust, fgsm))
+    if epochs and best < _MEANINGFUL:
+        final_pgd, final_fgsm = epochs[-1]
+        return final_fgsm - final_pgd > _NEVER_ROBUST_MARGIN
     return False
 
 
