@@ -54,6 +54,27 @@ def check_specs(config: ExperimentConfig) -> list[tuple[str, str]]:
     return problems
 
 
+def check_private_schedules(config: ExperimentConfig) -> None:
+    """A metric-driven schedule (``plateau``, ``torch:ReduceLROnPlateau``) in a grid with a dp
+    regime reads a loss every epoch: the validation split's, which is private data unless the
+    user declares it public, and no epsilon covers the LR reductions it triggers; without a
+    validation split it reads nothing and silently trains at a constant LR."""
+    if config.data.public_validation and config.data.val_fraction > 0:
+        return
+    for number, dimensions in enumerate(config.dimension_sets()):
+        if not any(REGIMES.build(spec).name == "dp" for spec in dimensions["regimes"]):
+            continue
+        prefix = f"grids[{number}]." if config.grids else ""
+        for index, spec in enumerate(dimensions["schedules"]):
+            if SCHEDULES.build(spec).metric_driven:
+                raise ConfigError(
+                    f"{prefix}schedules[{index}]: a metric-driven schedule under the dp regime "
+                    "reads the private validation loss each epoch, which no epsilon covers; "
+                    "choose a schedule that is a function of progress, or set "
+                    "data.public_validation: true with a val_fraction above 0 if that split is "
+                    "public")
+
+
 def check(config: ExperimentConfig) -> ExperimentConfig:
     """``config`` itself once every spec it names builds; else the first problem, one line."""
     problems = check_specs(config)
@@ -61,6 +82,7 @@ def check(config: ExperimentConfig) -> ExperimentConfig:
         field, problem = problems[0]
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         raise ConfigError(f"{field}: {problem}{more}")
+    check_private_schedules(config)
     return config
 
 

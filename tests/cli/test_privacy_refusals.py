@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from helpers import tiny, write_config
 
+from robustlr import experiment
 from robustlr.cli import main
 from robustlr.config import from_mapping
 from robustlr.privacy.ledger import Entry
@@ -90,3 +91,26 @@ def test_a_public_validation_split_makes_the_planned_lr_choice_free(tmp_path):
     entries = planned_entries(loaded, prepare_data(loaded.data, 0), regime=loaded.regimes[0])
     (entry,) = [e for e in entries if e.name == "lr_choice"]
     assert entry.name == "lr_choice" and entry.mechanism == "public" and entry.epsilon == 0
+
+
+@pytest.mark.parametrize("schedule", ["plateau(patience=1)", "torch:ReduceLROnPlateau(patience=1)"])
+def test_a_metric_driven_schedule_under_dp_on_private_validation_is_refused(tmp_path, schedule):
+    """plateau's LR reductions read the validation loss each epoch: under dp on a private split
+    no epsilon covers them (and without a split they never fire)."""
+    config = tiny(regimes=["standard", "dp(noise_multiplier=1.0)"],
+                  schedules=["constant", schedule])
+    message = _refused(tmp_path, config)
+    assert message.startswith("robustlr: error: schedules[1]: a metric-driven schedule under the "
+                              "dp regime reads the private validation loss")
+    assert "data.public_validation: true" in message
+
+
+def test_a_metric_driven_schedule_is_allowed_on_a_public_split_or_without_dp():
+    public = tiny(regimes=["dp(noise_multiplier=1.0)"], schedules=["plateau"])
+    public["data"].update(public_validation=True, val_fraction=0.2)
+    experiment.from_mapping(public)
+    experiment.from_mapping(tiny(regimes=["standard"], schedules=["plateau"]))
+    # a grid whose dp arm has no metric-driven schedule is fine beside a plateau arm
+    experiment.from_mapping(tiny(regimes=["standard"], schedules=["plateau"],
+                                 grids=[{}, {"regimes": ["dp(noise_multiplier=1.0)"],
+                                             "schedules": ["constant"]}]))
