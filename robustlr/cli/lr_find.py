@@ -96,6 +96,7 @@ def _print(result, out: Path) -> None:
     else:
         click.echo("no suggestion: the loss did not fall over the sweep; lower --min-lr")
     if result.epsilon is not None:
-        click.echo(f"privacy: this sweep itself spent epsilon {result.epsilon:.3g} on the "
-                   "training data")
+        click.echo(f"privacy: this sweep's DP-SGD steps spent epsilon {result.epsilon:.3g}, but "
+                   "its loss curve and clipped fractions are exact statistics of the private "
+                   "training data: no epsilon covers them or an LR chosen from them")
     click.echo(f"plot: {out / 'lr_find.png'}")

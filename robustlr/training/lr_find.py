@@ -71,7 +71,12 @@ class RangeTest:
                 "steps_taken": len(self.rows), "suggested_lr": self.suggested_lr,
                 "min_loss_lr": self.min_loss_lr,
                 "min_loss_lr_over_10": self.min_loss_lr / 10 if self.min_loss_lr else None,
-                "epsilon_spent": self.epsilon, **asdict(self.sweep)}
+                "epsilon_spent": self.epsilon,
+                # the sweep's steps are DP-SGD, but the loss curve and clipped fractions it
+                # records are exact statistics of the private batches: no epsilon covers them,
+                # nor an LR chosen from them (docs/privacy-ledger.md)
+                "covered_by_epsilon": None if self.loss_kind != "private" else False,
+                **asdict(self.sweep)}
 
 
 def run(config: ExperimentConfig, data, *, regime_spec: str, seed: int, sweep: Sweep,

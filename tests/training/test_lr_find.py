@@ -101,6 +101,10 @@ def test_dp_sweeps_record_the_clipped_fraction_and_the_epsilon_they_spent(tmp_pa
 
     assert fractions(tight) == {1.0} and fractions(loose) == {0.0}
     assert tight.epsilon is not None and 0 < tight.epsilon < math.inf
+    # the curve itself is exact on private batches: the summary must not pass it off as DP
+    assert tight.summary()["covered_by_epsilon"] is False
+    assert lr_find.RangeTest(regime="standard", loss_kind="clean",
+                             sweep=lr_find.Sweep()).summary()["covered_by_epsilon"] is None
 
 
 def test_the_cli_writes_the_table_the_suggestion_and_the_plot(tmp_path):
