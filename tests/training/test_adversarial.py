@@ -226,6 +226,10 @@ def test_the_report_section_skips_itself_without_robust_accuracy(probed):
     ([0.30, 0.45, 0.40, 0.36], [0.40, 0.55, 0.50, 0.48], False),  # robust overfitting, no collapse
     ([0.40, 0.45, 0.02], [0.50, 0.55, 0.05], False),  # both collapse: divergence, not CO
     ([0.05, 0.01, 0.00], [0.50, 0.80, 0.90], True),  # overfitted from the start: FGSM-only robust
+    # wong_fgsm_rs_mnist (start=ball) seeds: a warm-up dip recovered from, and a late collapse
+    ([0.13, 0.06, 0.315, 0.60, 0.86, 0.875], [0.60, 0.695, 0.685, 0.76, 0.895, 0.925], False),
+    ([0.04, 0.07, 0.36, 0.68, 0.845, 0.81, 0.62, 0.43, 0.415],
+     [0.545, 0.565, 0.825, 0.845, 0.92, 0.965, 0.90, 0.915, 0.93], True),
     ([0.02, 0.035, 0.01], [0.30, 0.85, 0.96], True),  # wong_fgsm_rs_mnist seed 2 with the box start
     ([0.00, 0.00, 0.01], [0.02, 0.05, 0.03], False),  # never robust to either: standard training
     ([0.05, 0.06, 0.08], [0.30, 0.40, 0.45], False),  # weak against PGD, no single-step masking
