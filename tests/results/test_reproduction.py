@@ -162,3 +162,23 @@ def test_finished_only_leaves_out_and_names_the_unfinished_trials(tmp_path):
     kept = reproduction.run_results(tmp_path, "robust_acc", finished_only=True)
     assert [(r.seed, r.value) for r in kept] == [(0, 80.0), (1, 90.0)]
     assert reproduction.unfinished_seeds(tmp_path) == [2]
+
+
+def test_madry_entry_is_the_mnist_challenge_recipe(monkeypatch):
+    """The GPU reproduction's config builds with its user model, and its recipe is the
+    challenge's: 100,000 steps of 50 (83 epochs of 60,000 images), PGD-40 of step 0.01 at eps
+    0.3, Adam 1e-4; the headline is 100-step PGD from 50 starts (89.62%)."""
+    from robustlr import experiment, models
+
+    entry = reproduction.load_published(REPRODUCTIONS / "published.yaml")["madry_pgd_at_mnist"]
+    assert (entry["metric"], entry["published"], entry["tolerance"]) == ("robust_acc", 89.62, 2.0)
+    assert "mnist_challenge" in entry["source"] and "89.62%" in entry["source"]
+    monkeypatch.syspath_prepend(str(REPRODUCTIONS))
+    config = experiment.load(REPRODUCTIONS / entry["config"])
+    steps = config.train.epochs * (60_000 // config.train.batch_size)
+    assert config.train.batch_size == 50 and abs(steps - 100_000) <= 0.005 * 100_000
+    assert (config.train.optimizer, config.train.lr) == ("adam", 1e-4)
+    assert config.regimes == ["pgd_at(eps=0.3, steps=40, step_size=0.01)"]
+    assert config.evaluation.final == ["pgd(eps=0.3, steps=100, step_size=0.01, restarts=50)"]
+    model = models.build(config.model, input_shape=(1, 28, 28), num_classes=10, mean=[0.0], std=[1.0])
+    assert sum(p.numel() for p in model.parameters()) == 3_274_634
