@@ -1,7 +1,8 @@
 """The README and the documentation site are executed, so they cannot drift from the code:
 every ```python block runs (in a fresh folder), every ```yaml config validates, every
-`robustlr ...` command line of a ```bash block names a real command and real options; and no
-page carries a date, a note about how this version was built, or a path that does not exist."""
+`robustlr ...` command line of a ```bash block names a real command and real options, and a
+tutorial's block runs as written with its config; and no page carries a date, a note about
+how this version was built, or a path that does not exist."""
 
 from __future__ import annotations
 
@@ -92,3 +93,34 @@ def test_no_page_is_dated_or_names_a_missing_file(page):
         assert not pattern.search(text), f"{page.name}: stale statement {pattern.search(text)[0]!r}"
     missing = [path for path in PATH.findall(text) if not (ROOT / path).exists()]
     assert not missing, f"{page.name} names files that do not exist: {missing}"
+
+
+# Pages whose ```bash blocks run as written here. The others are not executed by this test:
+# the set-up commands are what .ci/run itself runs, docs/benchmarks.md's scripts are long
+# side-by-side measurements, and docs/reproductions.md's need the network (the MNIST wheels)
+# and CPU-hours (each reproduction runs --quick in tests/results/test_reproduction.py).
+EXECUTED = ["docs/poisoning.md"]
+
+
+@pytest.mark.parametrize("page", EXECUTED)
+def test_a_tutorial_runs_as_written(page, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (config,) = [body for p, _, body in CONFIGS if p == page]
+    (commands,) = [body for p, _, body in BASH if p == page]
+    named = re.search(r"Save this config as `([\w.]+)`", (ROOT / page).read_text())
+    assert named, f"{page}: the tutorial must name the file its config is saved as"
+    (tmp_path / named[1]).write_text(config)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    results = [subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+               for line in commands.splitlines() if line.strip()]
+    run, gate = results
+    assert run.returncode == 0, run.stderr[-2000:]
+    # the page says what the gate finds: the unfiltered arms learn the backdoor
+    assert gate.returncode == 1 and "gate: FAILED" in gate.stdout
+    unfiltered = [row for row in gate.stdout.splitlines() if row.rstrip().endswith("FAIL")
+                  and "/ none " in row]
+    assert len(unfiltered) == 3, gate.stdout
