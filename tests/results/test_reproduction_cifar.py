@@ -1,8 +1,8 @@
 """The CIFAR-10 GPU reproductions of published.yaml (Rice et al. 2020 PreAct ResNet-18 and
 WRN-34-10, TRADES WRN-34-10): each entry's figures and the issue's tolerances, its config with
 its real model at full size, and a CPU smoke run through ``robustlr reproduce``: the real
-config with a narrow copy of the same architecture, one seed and 64 training images,
-``--quick`` (2 epochs), on a fake CIFAR-10 written as the python pickles."""
+config with a narrow copy of the same architecture, one seed, one epoch of 32 training
+images, through ``--quick``, on a fake CIFAR-10 written as the python pickles."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _fake_cifar(root: Path) -> None:
     folder = root / sources.CIFAR10_FOLDER
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for name, n in [(batch, 40) for batch in sources.CIFAR10_TRAIN] + [("test_batch", N_TEST)]:
+    for name, n in [(batch, 100) for batch in sources.CIFAR10_TRAIN] + [("test_batch", N_TEST)]:
         batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
                  "labels": [int(label) for label in np.arange(n) % 10]}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
@@ -90,16 +90,16 @@ def test_cifar_reproduction_without_the_data_is_one_line_exit_2(tmp_path, monkey
 
 @pytest.mark.parametrize("name", sorted(CIFAR))
 def test_cifar_reproduction_smoke_run_writes_the_comparison(tmp_path, monkeypatch, name):
-    """The entry as published, its config with a narrow model, one seed and 64 images (a
-    CPU-sized stand-in for the GPU recipe), through ``reproduce --quick``: the comparison
+    """The entry as published, its config with a narrow model, one seed, one epoch of 32 images
+    (a CPU-sized stand-in for the GPU recipe), through ``reproduce --quick``: the comparison
     of every metric of the entry, with the recipe's regime and final attack."""
     (metric, published), also, _, narrow = CIFAR[name]
     entry = _entries()[name]
     raw = yaml.safe_load((REPRODUCTIONS / entry["config"]).read_text())
     raw["model"] = narrow
     raw["seeds"] = [0]
-    raw["data"]["limit"] = 64
-    raw["train"]["batch_size"] = 32
+    raw["data"]["limit"] = 32
+    raw["train"].update(batch_size=16, epochs=1)
     folder = tmp_path / "reproductions"
     folder.mkdir()
     (folder / entry["config"]).write_text(yaml.safe_dump(raw, sort_keys=False))
