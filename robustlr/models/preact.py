@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from robustlr.models.layers import check_norm, norm_layer
+from robustlr.models.layers import check_norm, check_positive, norm_layer
 from robustlr.models.registry import MODELS
 
 
@@ -47,15 +47,19 @@ class PreActBlock(nn.Module):
 
 
 @MODELS.register("preact_resnet18")
-def preact_resnet18(*, input_shape: Sequence[int], norm: str | None = "batch") -> tuple[nn.Module, int]:
-    """PreAct ResNet-18 for small images (3x3 stride-1 stem); 512 features into the head."""
+def preact_resnet18(*, input_shape: Sequence[int], norm: str | None = "batch",
+                    width: int = 64) -> tuple[nn.Module, int]:
+    """PreAct ResNet-18 for small images (3x3 stride-1 stem); ``8 x width`` (512) features into
+    the head. ``width`` (64, the paper's) sets the four groups' channels, width to 8 x width: a
+    smaller one keeps the architecture for smoke runs of a recipe on a CPU."""
     if len(input_shape) != 3:
         raise ValueError(f"needs image (C, H, W) inputs, got input_shape {tuple(input_shape)}")
     norm = check_norm(norm)
-    layers: list[nn.Module] = [conv3x3(input_shape[0], 64)]
-    inputs = 64
-    for outputs, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+    check_positive("width", width)
+    layers: list[nn.Module] = [conv3x3(input_shape[0], width)]
+    inputs = width
+    for outputs, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
         layers += [PreActBlock(inputs, outputs, stride, norm), PreActBlock(outputs, outputs, 1, norm)]
         inputs = outputs
-    layers += [norm_layer(norm, 512, dims=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    return nn.Sequential(*layers), 512
+    layers += [norm_layer(norm, inputs, dims=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers), inputs

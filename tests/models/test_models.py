@@ -91,11 +91,14 @@ def test_resnet18_group_has_no_inplace_ops_and_trains_under_opacus():
 
 
 @pytest.mark.parametrize("spec, params", [("preact_resnet18", 11_172_170),
+                                           ("preact_resnet18(width=64)", 11_172_170),
+                                           ("preact_resnet18(width=16)", 701_018),
                                            ("wrn(depth=28, width=10)", 36_479_194),
                                            ("wrn(depth=34, width=10)", 46_160_474)])
 def test_literature_models_have_the_published_sizes(spec, params):
     # PreAct ResNet-18 11.17M (Rice et al.'s code), WRN-28-10 36.5M (Zagoruyko & Komodakis,
-    # Table 1), WRN-34-10 46.2M (Madry et al./TRADES); CIFAR-10 heads
+    # Table 1), WRN-34-10 46.2M (Madry et al./TRADES); CIFAR-10 heads. PreAct width 16: groups
+    # of 16-128 channels instead of 64-512 (smoke runs of the recipe)
     model = _build(spec, (3, 32, 32), num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == params
 
