@@ -290,6 +290,19 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _forked_children(pid: int) -> set[int]:
+    """Children that are forks of ``pid`` (the pool's workers share its command line), not
+    helpers it spawned: multiprocessing's resource tracker can start mid-test in a long-lived
+    pytest worker and would then be the child started last."""
+    def command(of: int) -> bytes:
+        try:
+            return Path(f"/proc/{of}/cmdline").read_bytes()
+        except OSError:
+            return b""
+    own = command(pid)
+    return {child for child in _children(pid) if command(child) == own}
+
+
 def _started_last(pids: set[int]) -> int:
     """The child started last, by its start time (field 22 of /proc/PID/stat, clock ticks since
     boot): pids wrap at /proc/sys/kernel/pid_max (32768 here, passed by a CI run's installs and
@@ -369,7 +382,7 @@ def test_killed_workers_interrupt_only_their_trials_and_resume_finishes_them(tmp
                       "a new running trial with an epoch row")
             seen |= _running_with_epochs(database)
             # every worker is held mid-trial; the newest runs the trial the pool started last
-            victim = _started_last(_children(os.getpid()))
+            victim = _started_last(_forked_children(os.getpid()))
             os.kill(victim, signal_number)
             _wait_for(lambda victim=victim: _gone({victim}), "the worker's end")
     finally:
