@@ -195,3 +195,19 @@ def test_the_ranking_under_constraints_follows_the_verdict_not_the_appendix():
     headings = blocks(document, "heading")
     assert headings.index("Ranking under constraints") == 1  # right after the verdict
     assert headings.index("Ranking under constraints") < headings.index("Learning-rate schedules")
+
+
+@pytest.mark.parametrize("specs, mentioned", [
+    (["constant", "cosine"], False),
+    (["constant", "plateau(patience=2, factor=0.2)"], True),
+])
+def test_the_lr_figure_mentions_reductions_only_beside_a_metric_driven_schedule(specs, mentioned):
+    """The curves of a metric-driven schedule lack its reductions, and the caption says so; a
+    report without one (every reproduction) must not talk of a plateau it does not have."""
+    from robustlr.results.report.document import Document
+    from robustlr.results.report.sections import _lr_curves
+
+    document = Document("t")
+    _lr_curves(document, [{"schedule": spec} for spec in specs])
+    (plot,) = [value for kind, value in document.blocks if kind == "plot"]
+    assert ("without their reductions" in plot.caption) is mentioned

@@ -69,8 +69,10 @@ def _lr_curves(document: Document, summaries: list[dict]) -> None:
     else:
         label_line_ends(axes, lines)
     document.heading("Learning-rate schedules")
-    document.plot("lr_curves", figure, "LR multiplier applied at every optimizer step "
-                  "(metric-driven plateau shown without its reductions)")
+    metric_driven = any(schedules.parse(spec).metric_driven for spec in specs)
+    document.plot("lr_curves", figure, "LR multiplier applied at every optimizer step"
+                  + (" (metric-driven schedules shown without their reductions)"
+                     if metric_driven else ""))
 
 
 def _curves(records: list[dict], by_trial: dict, key: str) -> dict[tuple, list[float]]:
