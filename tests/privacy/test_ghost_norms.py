@@ -34,29 +34,20 @@ def _scale(norms):
 GRAM_ROUNDING = 1e-5  # measured at most 2.6e-7 over 1,500 drawn convolutions per form
 
 
-def _conv_terms(conv, a, g) -> dict:
+def _gram_terms(layer, a, g, *, kernel: int, positions: int) -> dict:
     """Per example, a bound on the size of the terms a Gram form sums into a squared norm.
 
     norm^2 = sum over output positions t, t' of (u_t . u_t')(g_t . g_t'), u_t the input patch at
     t, cancels to a value far below its terms' size (sum_t |u_t| |g_t|)^2, so its rounding error
-    is relative to that size, not to the norm (seen: a Conv1d 1x1 norm of 0.056 off by 1.7e-6).
-    An input value sits in at most K patches (K kernel positions): the weight's size is at most
-    K |a|^2 |g|^2; the bias sums g over T output positions: at most T |g|^2."""
+    is relative to that size, not to the norm (seen: a Conv1d 1x1 norm of 0.056 off by 1.7e-6; a
+    1x1 Linear over 3 positions, norm 0.0049, off by 1.9e-6 against hooks mode).
+    An input value sits in at most ``kernel`` patches: the weight's size is at most
+    kernel |a|^2 |g|^2; the bias sums g over ``positions`` output positions: at most
+    positions |g|^2."""
     inputs, grads = a.flatten(1).norm(dim=1) ** 2, g.flatten(1).norm(dim=1) ** 2
-    terms = {conv.weight: math.prod(conv.kernel_size) * inputs * grads}
-    if conv.bias is not None:
-        terms[conv.bias] = math.prod(g.shape[2:]) * grads
-    return terms
-
-
-def _linear_terms(linear, a, g) -> dict:
-    """The same bound for a Linear layer on (N, T, features) inputs, whose norms are a Gram form
-    over the T positions: a kernel of one position (seen: a 1x1 Linear over 3 positions, norm
-    0.0049, off by 1.9e-6 against hooks mode)."""
-    inputs, grads = a.flatten(1).norm(dim=1) ** 2, g.flatten(1).norm(dim=1) ** 2
-    terms = {linear.weight: inputs * grads}
-    if linear.bias is not None:
-        terms[linear.bias] = math.prod(g.shape[1:-1]) * grads
+    terms = {layer.weight: kernel * inputs * grads}
+    if layer.bias is not None:
+        terms[layer.bias] = positions * grads
     return terms
 
 
@@ -65,10 +56,13 @@ def _assert_equal_norms(layer, a):
     g = torch.randn_like(out)
     mine, reference = ghost_norms.NORM_SAMPLERS[type(layer)](layer, [a], g), _hooks_norms(layer, a, g)
     assert set(mine) == set(reference) == {p for p in layer.parameters()}
-    if isinstance(layer, nn.modules.conv._ConvNd):
-        terms = _conv_terms(layer, a, g)
+    if isinstance(layer, nn.modules.conv._ConvNd):  # (N, C, *spatial) outputs
+        terms = _gram_terms(layer, a, g, kernel=math.prod(layer.kernel_size),
+                            positions=math.prod(g.shape[2:]))
+    elif a.dim() > 2:  # Linear on (N, T, features): a Gram form over the T positions
+        terms = _gram_terms(layer, a, g, kernel=1, positions=math.prod(g.shape[1:-1]))
     else:  # 2-D inputs: robustlr's |g| |a|, a product with no sum to cancel
-        terms = _linear_terms(layer, a, g) if a.dim() > 2 else None
+        terms = None
     for p, norms in reference.items():
         assert mine[p].shape == norms.shape
         if terms is None:

@@ -57,9 +57,11 @@ def _lr_curves(document: Document, summaries: list[dict]) -> None:
     figure = Figure(figsize=(7, 3.6))
     axes = figure.subplots()
     progress = [i / 400 for i in range(400)]
-    lines = []
+    lines, metric_driven = [], False
     for spec in specs:
-        values = schedules.values(schedules.parse(spec), 400)
+        schedule = schedules.parse(spec)
+        metric_driven = metric_driven or schedule.metric_driven
+        values = schedules.values(schedule, 400)
         axes.plot(progress, values, label=spec, color=document.palette(spec), lw=1.2)
         lines.append((document.palette.name(spec), progress, list(values), document.palette(spec)))
     axes.set_xlabel("training progress (optimizer steps / planned steps)")
@@ -69,7 +71,6 @@ def _lr_curves(document: Document, summaries: list[dict]) -> None:
     else:
         label_line_ends(axes, lines)
     document.heading("Learning-rate schedules")
-    metric_driven = any(schedules.parse(spec).metric_driven for spec in specs)
     document.plot("lr_curves", figure, "LR multiplier applied at every optimizer step"
                   + (" (metric-driven schedules shown without their reductions)"
                      if metric_driven else ""))
